@@ -1,0 +1,1 @@
+"""The `gel` command groups, one module per concern; `broker.cli` assembles them."""

@@ -1,0 +1,1 @@
+"""`gel sign` and `gel verify` (placeholder until the security layer lands)."""

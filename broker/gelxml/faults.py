@@ -1,0 +1,258 @@
+"""Coded faults (`falla`): the one catalogue of every rejection the platform can give.
+
+Every rejection anywhere in the platform is a `Falla`: a stable code, a Spanish description for the
+person who must fix it, the pipeline stage, and where in the document the problem is. Stages raise
+`GelFault` internally; boundaries (CLI, gateway, API) turn it into a value or a signed `falla` message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from lxml import etree
+
+from broker.gelxml.namespaces import FALLA, qname
+
+
+class Stage(StrEnum):
+    """Pipeline stage that detected a fault; the value is the Spanish name used in `falla/etapa`."""
+
+    PARSE = "analisis"
+    VALIDATE = "validacion"
+    AUTHENTICATE = "autenticacion"
+    AUTHORISE = "autorizacion"
+    DEDUPLICATE = "duplicados"
+    TIMESTAMP = "estampado"
+    RECORD = "registro"
+    ROUTE = "enrutamiento"
+    ADAPTER = "adaptador"
+    ORCHESTRATE = "orquestacion"
+
+
+class FaultCode(StrEnum):
+    """Stable fault codes, `GEL-<STAGE>-<REASON>`. Never renumber or reuse one."""
+
+    PARSE_EMPTY = "GEL-PARSE-EMPTY"
+    PARSE_TOO_LARGE = "GEL-PARSE-TOO_LARGE"
+    PARSE_TOO_DEEP = "GEL-PARSE-TOO_DEEP"
+    PARSE_ENCODING = "GEL-PARSE-ENCODING"
+    PARSE_DTD = "GEL-PARSE-DTD"
+    PARSE_XINCLUDE = "GEL-PARSE-XINCLUDE"
+    PARSE_MALFORMED = "GEL-PARSE-MALFORMED"
+
+    VALID_ROOT = "GEL-VALID-ROOT"
+    VALID_SCHEMA = "GEL-VALID-SCHEMA"
+    VALID_MISSING_ELEMENT = "GEL-VALID-MISSING_ELEMENT"
+    VALID_UNEXPECTED_ELEMENT = "GEL-VALID-UNEXPECTED_ELEMENT"
+    VALID_VALUE = "GEL-VALID-VALUE"
+    VALID_PATTERN = "GEL-VALID-PATTERN"
+    VALID_ENUMERATION = "GEL-VALID-ENUMERATION"
+    VALID_LENGTH = "GEL-VALID-LENGTH"
+    VALID_ATTRIBUTE = "GEL-VALID-ATTRIBUTE"
+    VALID_UNKNOWN_PAYLOAD = "GEL-VALID-UNKNOWN_PAYLOAD"
+    VALID_UNKNOWN_SERVICE = "GEL-VALID-UNKNOWN_SERVICE"
+    VALID_SERVICE_MISMATCH = "GEL-VALID-SERVICE_MISMATCH"
+    VALID_MISSING_CORRELATION = "GEL-VALID-MISSING_CORRELATION"
+    VALID_MISSING_REQUEST_HASH = "GEL-VALID-MISSING_REQUEST_HASH"
+    VALID_NIT_CHECK_DIGIT = "GEL-VALID-NIT_CHECK_DIGIT"
+
+    IO_UNREADABLE = "GEL-IO-UNREADABLE"
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSpec:
+    stage: Stage
+    template: str
+    retryable: bool = False
+
+
+_CATALOGUE: dict[FaultCode, FaultSpec] = {
+    FaultCode.PARSE_EMPTY: FaultSpec(Stage.PARSE, "El mensaje está vacío: envíe un documento GEL-XML."),
+    FaultCode.PARSE_TOO_LARGE: FaultSpec(
+        Stage.PARSE,
+        "El mensaje pesa {size} bytes y el máximo permitido es {limit} bytes. Adjunte los documentos "
+        "grandes por referencia (documentoAdjunto) en lugar de incluirlos en el mensaje.",
+    ),
+    FaultCode.PARSE_TOO_DEEP: FaultSpec(
+        Stage.PARSE,
+        "El documento anida elementos a más de {limit} niveles de profundidad; ningún esquema GEL-XML "
+        "lo permite.",
+    ),
+    FaultCode.PARSE_ENCODING: FaultSpec(
+        Stage.PARSE, "El mensaje debe estar codificado en UTF-8: {detail}."
+    ),
+    FaultCode.PARSE_DTD: FaultSpec(
+        Stage.PARSE,
+        "El documento declara un DOCTYPE o entidades; por seguridad la plataforma no los acepta. "
+        "Elimine la declaración <!DOCTYPE …>.",
+    ),
+    FaultCode.PARSE_XINCLUDE: FaultSpec(
+        Stage.PARSE, "El documento usa XInclude; por seguridad la plataforma no incluye contenido externo."
+    ),
+    FaultCode.PARSE_MALFORMED: FaultSpec(Stage.PARSE, "El documento no es XML bien formado: {detail}."),
+    FaultCode.VALID_ROOT: FaultSpec(
+        Stage.VALIDATE,
+        "El elemento raíz es {found}; todo mensaje de la plataforma debe ser un sobre GEL-XML "
+        "<mensaje> del espacio de nombres {expected}.",
+    ),
+    FaultCode.VALID_SCHEMA: FaultSpec(Stage.VALIDATE, "El documento no cumple el esquema: {detail}."),
+    FaultCode.VALID_MISSING_ELEMENT: FaultSpec(
+        Stage.VALIDATE, "Falta un elemento obligatorio en {element}: se esperaba {expected}."
+    ),
+    FaultCode.VALID_UNEXPECTED_ELEMENT: FaultSpec(
+        Stage.VALIDATE, "El elemento {element} no está permitido en esta posición{expected}."
+    ),
+    FaultCode.VALID_VALUE: FaultSpec(
+        Stage.VALIDATE, "El valor {value} de {element} no es válido para el tipo {type}."
+    ),
+    FaultCode.VALID_PATTERN: FaultSpec(
+        Stage.VALIDATE, "El valor {value} de {element} no tiene el formato exigido (patrón {pattern})."
+    ),
+    FaultCode.VALID_ENUMERATION: FaultSpec(
+        Stage.VALIDATE, "El valor {value} de {element} no es uno de los permitidos: {allowed}."
+    ),
+    FaultCode.VALID_LENGTH: FaultSpec(
+        Stage.VALIDATE, "El valor de {element} tiene una longitud no permitida: {detail}."
+    ),
+    FaultCode.VALID_ATTRIBUTE: FaultSpec(Stage.VALIDATE, "Atributo no válido en {element}: {detail}."),
+    FaultCode.VALID_UNKNOWN_PAYLOAD: FaultSpec(
+        Stage.VALIDATE,
+        "El cuerpo contiene {element}, que no pertenece a ningún servicio registrado en el catálogo.",
+    ),
+    FaultCode.VALID_UNKNOWN_SERVICE: FaultSpec(
+        Stage.VALIDATE,
+        "El servicio {service} versión {version} no está registrado. Consulte el catálogo de servicios "
+        "(gel schemas catalog) para ver los servicios y versiones disponibles.",
+    ),
+    FaultCode.VALID_SERVICE_MISMATCH: FaultSpec(
+        Stage.VALIDATE,
+        "El cuerpo contiene {found}, pero un mensaje de tipo {message_type} del servicio {service} "
+        "versión {version} debe contener {expected}.",
+    ),
+    FaultCode.VALID_MISSING_CORRELATION: FaultSpec(
+        Stage.VALIDATE,
+        "Un mensaje de tipo {message_type} debe indicar en idCorrelacion el idMensaje al que responde.",
+    ),
+    FaultCode.VALID_MISSING_REQUEST_HASH: FaultSpec(
+        Stage.VALIDATE,
+        "Una respuesta debe incluir hashSolicitud, el resumen SHA-256 de la solicitud que responde.",
+    ),
+    FaultCode.VALID_NIT_CHECK_DIGIT: FaultSpec(
+        Stage.VALIDATE,
+        "El dígito de verificación {found} no corresponde al NIT {nit}; el correcto es {expected}.",
+    ),
+    FaultCode.IO_UNREADABLE: FaultSpec(Stage.PARSE, "No se pudo leer el archivo: {detail}."),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where in a document a problem is: 1-based line and column, and an XPath."""
+
+    line: int | None = None
+    column: int | None = None
+    xpath: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Falla:
+    """A coded fault: what was wrong, where, at which stage, and whether retrying can help."""
+
+    code: FaultCode | str
+    message: str
+    stage: Stage
+    location: Location | None = None
+    retryable: bool = False
+    problems: tuple[Falla, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "codigo": str(self.code),
+            "descripcion": self.message,
+            "etapa": self.stage.value,
+            "reintentable": self.retryable,
+        }
+        if self.location is not None:
+            data["linea"] = self.location.line
+            data["columna"] = self.location.column
+            data["rutaXPath"] = self.location.xpath
+        if self.problems:
+            data["problemas"] = [p.to_dict() for p in self.problems]
+        return data
+
+    def to_xml(self) -> etree._Element:
+        """The `falla` payload element (Plataforma/Falla), ready to go in a message `cuerpo`."""
+        root = etree.Element(qname(FALLA, "falla"), nsmap={None: FALLA})
+        _append_core(root, self)
+        etree.SubElement(root, qname(FALLA, "etapa")).text = self.stage.value
+        _append_location(root, self.location)
+        etree.SubElement(root, qname(FALLA, "reintentable")).text = "true" if self.retryable else "false"
+        for problem in self.problems[:50]:
+            node = etree.SubElement(root, qname(FALLA, "problema"))
+            _append_core(node, problem)
+            _append_location(node, problem.location)
+        return root
+
+    def all(self) -> tuple[Falla, ...]:
+        """This fault followed by every additional problem."""
+        return (self, *self.problems)
+
+
+def _append_core(parent: etree._Element, falla: Falla) -> None:
+    etree.SubElement(parent, qname(FALLA, "codFalla")).text = str(falla.code)
+    etree.SubElement(parent, qname(FALLA, "descripcion")).text = falla.message
+
+
+def _append_location(parent: etree._Element, location: Location | None) -> None:
+    if location is None or (location.line is None and location.xpath is None):
+        return
+    node = etree.SubElement(parent, qname(FALLA, "ubicacion"))
+    if location.line is not None:
+        etree.SubElement(node, qname(FALLA, "linea")).text = str(location.line)
+    if location.column is not None:
+        etree.SubElement(node, qname(FALLA, "columna")).text = str(location.column)
+    if location.xpath is not None:
+        etree.SubElement(node, qname(FALLA, "rutaXPath")).text = location.xpath
+
+
+class GelFault(Exception):
+    """Raised inside a stage; carries the `Falla` the boundary reports."""
+
+    def __init__(self, falla: Falla) -> None:
+        super().__init__(f"{falla.code}: {falla.message}")
+        self.falla = falla
+
+
+def spec(code: FaultCode) -> FaultSpec:
+    return _CATALOGUE[code]
+
+
+def falla(
+    code: FaultCode,
+    *,
+    location: Location | None = None,
+    problems: tuple[Falla, ...] = (),
+    **params: object,
+) -> Falla:
+    """Build the `Falla` for `code`, filling its Spanish template with `params`."""
+    fault_spec = _CATALOGUE[code]
+    return Falla(
+        code=code,
+        message=fault_spec.template.format(**params),
+        stage=fault_spec.stage,
+        location=location,
+        retryable=fault_spec.retryable,
+        problems=problems,
+    )
+
+
+def fault(code: FaultCode, *, location: Location | None = None, **params: object) -> GelFault:
+    """The exception to raise for `code`: `raise fault(FaultCode.PARSE_EMPTY)`."""
+    return GelFault(falla(code, location=location, **params))
+
+
+def catalogue() -> dict[FaultCode, FaultSpec]:
+    """Every fault code with its stage and template (for documentation and tests)."""
+    return dict(_CATALOGUE)

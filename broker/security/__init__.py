@@ -1,0 +1,1 @@
+"""Security layer: PKI, XML signatures, RFC 3161 time stamps, the message log."""

@@ -1,0 +1,85 @@
+"""Shared fixtures. Tests that need a real service or tool skip with a reason when it is absent, and
+fail instead when GEL_REQUIRE_SERVICES=1 (as in CI)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from broker.gelxml import SchemaRegistry, load_registry
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS = ROOT / "schemas"
+SAMPLES = SCHEMAS / "samples"
+REQUIRE_SERVICES = os.environ.get("GEL_REQUIRE_SERVICES") == "1"
+POSTGRES_URL = os.environ.get("GEL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+AMQP_URL = os.environ.get("GEL_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+def unavailable(reason: str) -> None:
+    """Skip, or fail when services are required."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (GEL_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+def _answers(url: str, default_port: int) -> bool:
+    parsed = urlparse(url.replace("+psycopg", ""))
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        unavailable(f"{name} is not installed (make test installs it with apt-get)")
+    assert path is not None
+    return path
+
+
+@pytest.fixture(scope="session")
+def registry() -> SchemaRegistry:
+    return load_registry(SCHEMAS)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    if not _answers(POSTGRES_URL, 5432):
+        unavailable(f"PostgreSQL does not answer at {POSTGRES_URL}")
+    return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    if not _answers(AMQP_URL, 5672):
+        unavailable(f"RabbitMQ does not answer at {AMQP_URL}")
+    return AMQP_URL
+
+
+@pytest.fixture
+def xmllint() -> str:
+    return require_tool("xmllint")
+
+
+@pytest.fixture
+def xmlsec1() -> str:
+    return require_tool("xmlsec1")
+
+
+@pytest.fixture
+def openssl() -> str:
+    return require_tool("openssl")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
