@@ -13,9 +13,17 @@ from broker.gelxml.faults import Falla, FaultCode, GelFault, Location, falla
 from broker.gelxml.namespaces import ACUSE, ENTIDAD, FALLA, MENSAJE, PREFIXES, qname
 from broker.gelxml.registry import SchemaRegistry, ServiceSchema
 
-__all__ = ["ValidatedMessage", "nit_check_digit", "readable_path", "validate_message"]
+__all__ = ["HEADER_RULE_CODES", "ValidatedMessage", "nit_check_digit", "readable_path", "validate_message"]
 
 MAX_PROBLEMS = 50
+HEADER_RULE_CODES = frozenset({
+    FaultCode.VALID_UNKNOWN_SERVICE,
+    FaultCode.VALID_SERVICE_MISMATCH,
+    FaultCode.VALID_MISSING_CORRELATION,
+    FaultCode.VALID_MISSING_REQUEST_HASH,
+    FaultCode.VALID_NIT_CHECK_DIGIT,
+})
+"""Codes for rules no XSD can express: a message failing only these is schema-valid."""
 _PREFIX_OF = {uri: prefix for prefix, uri in PREFIXES.items()}
 _CLARK = re.compile(r"\{([^}]*)\}([\w.-]+)")
 _ELEMENT = re.compile(r"^Element '([^']+)'(?:, attribute '([^']+)')?: ")
