@@ -13,10 +13,13 @@ from urllib.parse import urlparse
 import pytest
 
 from broker.gelxml import SchemaRegistry, load_registry
+from broker.security.entities import EntityRegistry, load_entities
+from broker.security.pki import DevPKI
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "schemas"
 SAMPLES = SCHEMAS / "samples"
+ENTITIES_FILE = ROOT / "deploy" / "entities.yaml"
 REQUIRE_SERVICES = os.environ.get("GEL_REQUIRE_SERVICES") == "1"
 POSTGRES_URL = os.environ.get("GEL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 AMQP_URL = os.environ.get("GEL_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
@@ -83,3 +86,26 @@ def openssl() -> str:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
+
+
+@pytest.fixture(scope="session")
+def entities() -> EntityRegistry:
+    return load_entities(ENTITIES_FILE)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory, entities: EntityRegistry) -> DevPKI:
+    """A development PKI (ECDSA P-256) with a certificate for every registered entity, shared by the session.
+
+    Tests that revoke or re-issue certificates must use `fresh_pki` instead, so they do not leak state.
+    """
+    pki = DevPKI(tmp_path_factory.mktemp("pki"))
+    pki.initialise(entities)
+    return pki
+
+
+@pytest.fixture
+def fresh_pki(tmp_path: Path, entities: EntityRegistry) -> DevPKI:
+    pki = DevPKI(tmp_path / "pki")
+    pki.initialise(entities)
+    return pki

@@ -60,6 +60,30 @@ class FaultCode(StrEnum):
 
     IO_UNREADABLE = "GEL-IO-UNREADABLE"
 
+    AUTH_UNSIGNED = "GEL-AUTH-UNSIGNED"
+    AUTH_SIGNATURE_LOCATION = "GEL-AUTH-SIGNATURE_LOCATION"
+    AUTH_BAD_SIGNATURE = "GEL-AUTH-BAD_SIGNATURE"
+    AUTH_NO_CERTIFICATE = "GEL-AUTH-NO_CERTIFICATE"
+    AUTH_UNTRUSTED = "GEL-AUTH-UNTRUSTED"
+    AUTH_EXPIRED = "GEL-AUTH-EXPIRED"
+    AUTH_NOT_YET_VALID = "GEL-AUTH-NOT_YET_VALID"
+    AUTH_REVOKED = "GEL-AUTH-REVOKED"
+    AUTH_KEY_USAGE = "GEL-AUTH-KEY_USAGE"
+    AUTH_SENDER_MISMATCH = "GEL-AUTH-SENDER_MISMATCH"
+    AUTH_RECEIPT_MISMATCH = "GEL-AUTH-RECEIPT_MISMATCH"
+    DUP_REPLAY = "GEL-DUP-REPLAY"
+    DUP_STALE = "GEL-DUP-STALE"
+    TS_INVALID = "GEL-TS-INVALID"
+    TS_MISMATCH = "GEL-TS-MISMATCH"
+    TS_UNTRUSTED = "GEL-TS-UNTRUSTED"
+    LOG_ALTERED = "GEL-LOG-ALTERED"
+    LOG_MISSING = "GEL-LOG-MISSING"
+    LOG_REORDERED = "GEL-LOG-REORDERED"
+    LOG_BAD_EVIDENCE = "GEL-LOG-BAD_EVIDENCE"
+    LOG_NOT_FOUND = "GEL-LOG-NOT_FOUND"
+    PKI_UNKNOWN_ENTITY = "GEL-PKI-UNKNOWN_ENTITY"
+    PKI_NOT_INITIALISED = "GEL-PKI-NOT_INITIALISED"
+
 
 @dataclass(frozen=True, slots=True)
 class FaultSpec:
@@ -144,6 +168,90 @@ _CATALOGUE: dict[FaultCode, FaultSpec] = {
         "El dígito de verificación {found} no corresponde al NIT {nit}; el correcto es {expected}.",
     ),
     FaultCode.IO_UNREADABLE: FaultSpec(Stage.PARSE, "No se pudo leer el archivo: {detail}."),
+
+    FaultCode.AUTH_UNSIGNED: FaultSpec(
+        Stage.AUTHENTICATE,
+        "El mensaje no está firmado: toda entidad debe firmar sus mensajes (gel sign --entity ID ARCHIVO).",
+    ),
+    FaultCode.AUTH_SIGNATURE_LOCATION: FaultSpec(
+        Stage.AUTHENTICATE,
+        "La firma no está donde debe: {detail}. Se admite una sola ds:Signature, último hijo de mensaje, "
+        "con una única referencia URI=\"\" al mensaje completo.",
+    ),
+    FaultCode.AUTH_BAD_SIGNATURE: FaultSpec(
+        Stage.AUTHENTICATE,
+        "La firma no corresponde al contenido: el mensaje fue alterado después de firmado ({detail}).",
+    ),
+    FaultCode.AUTH_NO_CERTIFICATE: FaultSpec(
+        Stage.AUTHENTICATE,
+        "La firma no trae el certificado del firmante en ds:KeyInfo/ds:X509Data ({detail}).",
+    ),
+    FaultCode.AUTH_UNTRUSTED: FaultSpec(
+        Stage.AUTHENTICATE,
+        "El certificado de {subject} no fue emitido por una autoridad de certificación de confianza de la "
+        "plataforma.",
+    ),
+    FaultCode.AUTH_EXPIRED: FaultSpec(
+        Stage.AUTHENTICATE, "El certificado de {subject} venció el {not_after}; solicite uno nuevo.",
+    ),
+    FaultCode.AUTH_NOT_YET_VALID: FaultSpec(
+        Stage.AUTHENTICATE, "El certificado de {subject} solo es válido desde el {not_before}.",
+    ),
+    FaultCode.AUTH_REVOKED: FaultSpec(
+        Stage.AUTHENTICATE,
+        "El certificado de {subject} (serie {serial}) fue revocado el {revoked_at}; la entidad debe usar "
+        "un certificado vigente.",
+    ),
+    FaultCode.AUTH_KEY_USAGE: FaultSpec(
+        Stage.AUTHENTICATE,
+        "El certificado de {subject} no está autorizado para firmar mensajes ({detail}).",
+    ),
+    FaultCode.AUTH_SENDER_MISMATCH: FaultSpec(
+        Stage.AUTHENTICATE,
+        "El mensaje dice venir de {claimed}, pero lo firmó el certificado de {signer}: una entidad solo "
+        "puede firmar en su propio nombre.",
+    ),
+    FaultCode.AUTH_RECEIPT_MISMATCH: FaultSpec(
+        Stage.AUTHENTICATE, "El acuse no corresponde al mensaje enviado: {detail}.",
+    ),
+    FaultCode.DUP_REPLAY: FaultSpec(
+        Stage.DEDUPLICATE,
+        "El mensaje {message_id} ya fue recibido; un reenvío debe llevar un idMensaje nuevo.",
+    ),
+    FaultCode.DUP_STALE: FaultSpec(
+        Stage.DEDUPLICATE,
+        "La fechaHoraEnvio {sent} está fuera de la ventana admitida de {window} segundos respecto de la "
+        "hora de la plataforma ({now}); revise el reloj del sistema emisor.",
+    ),
+    FaultCode.TS_INVALID: FaultSpec(Stage.TIMESTAMP, "El sello de tiempo no es válido: {detail}."),
+    FaultCode.TS_MISMATCH: FaultSpec(
+        Stage.TIMESTAMP, "El sello de tiempo no corresponde a este contenido: {detail}.",
+    ),
+    FaultCode.TS_UNTRUSTED: FaultSpec(
+        Stage.TIMESTAMP, "El sello de tiempo no lo emitió una autoridad de estampado de confianza: {detail}.",
+    ),
+    FaultCode.LOG_ALTERED: FaultSpec(
+        Stage.RECORD, "El registro {record} del log de mensajes fue alterado: {detail}.",
+    ),
+    FaultCode.LOG_MISSING: FaultSpec(
+        Stage.RECORD, "Falta el registro {record} del log de mensajes: la cadena salta de {previous} a {record_next}.",
+    ),
+    FaultCode.LOG_REORDERED: FaultSpec(
+        Stage.RECORD, "El registro {record} del log de mensajes está fuera de orden: {detail}.",
+    ),
+    FaultCode.LOG_BAD_EVIDENCE: FaultSpec(
+        Stage.RECORD, "La evidencia del registro {record} no verifica: {detail}.",
+    ),
+    FaultCode.LOG_NOT_FOUND: FaultSpec(Stage.RECORD, "No hay ningún registro {record} en el log de mensajes."),
+    FaultCode.PKI_UNKNOWN_ENTITY: FaultSpec(
+        Stage.AUTHENTICATE,
+        "La entidad {entity} no está en el registro de entidades ({path}) o no tiene certificado; "
+        "agréguela y ejecute gel certs issue {entity}.",
+    ),
+    FaultCode.PKI_NOT_INITIALISED: FaultSpec(
+        Stage.AUTHENTICATE,
+        "No hay PKI en {path}: ejecute primero gel certs init.",
+    ),
 }
 
 

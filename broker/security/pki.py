@@ -1,0 +1,428 @@
+"""Development PKI: a platform root CA, a TSA, and one signing certificate per entity.
+
+Everything lives in one folder (default `certs/dev`) that standard tools understand:
+
+    root-ca.pem  root-ca.key      the trust anchor (give root-ca.pem to xmlsec1 / openssl)
+    tsa-cert.pem tsa.key          the time-stamping authority (extendedKeyUsage timeStamping)
+    crl.pem                       the current certificate revocation list, signed by the root
+    entities/<CO_GOB_899999040>/<serial>.pem|.key   entity certificates, newest last
+    index.json                    what was issued and revoked (the CA's database)
+
+An entity certificate names its entity in the subject (CN = entity id, serialNumber = NIT) and, for
+machines, in a SAN URI `urn:gel:entidad:<id>`: that URI is what binds a signature to `entidadOrigen`.
+Keys are written 0600 and never committed. In production the root is an accredited certification
+authority and this class is not used: the verifier only needs the root certificates and CRLs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from broker.gelxml.faults import FaultCode, fault
+from broker.security.entities import Entity, EntityRegistry
+
+__all__ = [
+    "ENTITY_URI_PREFIX",
+    "Algorithm",
+    "Credential",
+    "DevPKI",
+    "IssuedCertificate",
+    "TrustStore",
+    "entity_id_of",
+    "load_certificates",
+]
+
+Algorithm = Literal["ec", "rsa"]
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+ENTITY_URI_PREFIX = "urn:gel:entidad:"
+ROOT_DAYS = 3650
+TSA_DAYS = 1825
+ENTITY_DAYS = 730
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A private key with its certificate and the chain up to (and including) the root."""
+
+    name: str
+    private_key: PrivateKey
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+
+    @property
+    def key_pem(self) -> bytes:
+        return self.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    @property
+    def certificate_pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+
+@dataclass(frozen=True, slots=True)
+class TrustStore:
+    """What a verifier trusts: root certificates and the CRLs their issuers publish."""
+
+    roots: tuple[x509.Certificate, ...]
+    crls: tuple[x509.CertificateRevocationList, ...] = ()
+
+    @classmethod
+    def from_files(cls, roots: Iterable[Path], crls: Iterable[Path] = ()) -> TrustStore:
+        certs = tuple(c for path in roots for c in load_certificates(path.read_bytes()))
+        lists = tuple(x509.load_pem_x509_crl(path.read_bytes()) for path in crls if path.exists())
+        return cls(roots=certs, crls=lists)
+
+    @classmethod
+    def from_dir(cls, directory: Path) -> TrustStore:
+        """The trust store of a PKI folder: `root-ca.pem` and `crl.pem`."""
+        if not (directory / "root-ca.pem").exists():
+            raise fault(FaultCode.PKI_NOT_INITIALISED, path=directory)
+        return cls.from_files([directory / "root-ca.pem"], [directory / "crl.pem"])
+
+    def issuer_of(self, certificate: x509.Certificate) -> x509.Certificate | None:
+        for root in self.roots:
+            if root.subject != certificate.issuer:
+                continue
+            try:
+                certificate.verify_directly_issued_by(root)
+            except (ValueError, TypeError, Exception):
+                continue
+            return root
+        return None
+
+    def revocation_of(self, certificate: x509.Certificate) -> x509.RevokedCertificate | None:
+        for crl in self.crls:
+            if crl.issuer == certificate.issuer:
+                revoked = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
+                if revoked is not None:
+                    return revoked
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCertificate:
+    """One line of the CA's index."""
+
+    serial: str
+    entity: str
+    name: str
+    algorithm: str
+    not_before: str
+    not_after: str
+    certificate: str
+    key: str
+    revoked_at: str | None = None
+    reason: str | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+def load_certificates(data: bytes) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(data)
+
+
+def entity_id_of(certificate: x509.Certificate) -> str | None:
+    """The entity a certificate speaks for (its `urn:gel:entidad:` SAN URI), or None."""
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
+        if uri.startswith(ENTITY_URI_PREFIX):
+            return uri[len(ENTITY_URI_PREFIX):]
+    return None
+
+
+def subject_label(certificate: x509.Certificate) -> str:
+    """A readable name for messages: the entity id, else the subject's CN, else the whole subject."""
+    entity = entity_id_of(certificate)
+    if entity:
+        return entity
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else certificate.subject.rfc4514_string()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def _new_key(algorithm: Algorithm) -> PrivateKey:
+    if algorithm == "ec":
+        return ec.generate_private_key(ec.SECP256R1())
+    if algorithm == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    raise ValueError(f"algoritmo de clave no soportado: {algorithm} (use ec o rsa)")
+
+
+def _algorithm_of(key: PrivateKey) -> Algorithm:
+    return "ec" if isinstance(key, ec.EllipticCurvePrivateKey) else "rsa"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(path, 0o600)
+
+
+def _key_usage(*, digital_signature: bool = False, content_commitment: bool = False,
+               key_cert_sign: bool = False, crl_sign: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=digital_signature, content_commitment=content_commitment, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=key_cert_sign, crl_sign=crl_sign,
+        encipher_only=False, decipher_only=False,
+    )
+
+
+def _folder_of(entity_id: str) -> str:
+    return entity_id.replace("/", "_")
+
+
+class DevPKI:
+    """The development CA in a folder. Operations are idempotent where that is safe (init keeps an existing root)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    # -- files ---------------------------------------------------------------------------------
+    @property
+    def root_cert_path(self) -> Path:
+        return self.directory / "root-ca.pem"
+
+    @property
+    def tsa_cert_path(self) -> Path:
+        return self.directory / "tsa-cert.pem"
+
+    @property
+    def crl_path(self) -> Path:
+        return self.directory / "crl.pem"
+
+    @property
+    def _index_path(self) -> Path:
+        return self.directory / "index.json"
+
+    @property
+    def initialised(self) -> bool:
+        return self.root_cert_path.exists() and (self.directory / "root-ca.key").exists()
+
+    def _require(self) -> None:
+        if not self.initialised:
+            raise fault(FaultCode.PKI_NOT_INITIALISED, path=self.directory)
+
+    def _load_key(self, path: Path) -> PrivateKey:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+        return key
+
+    def _root(self) -> tuple[PrivateKey, x509.Certificate]:
+        self._require()
+        return self._load_key(self.directory / "root-ca.key"), load_certificates(self.root_cert_path.read_bytes())[0]
+
+    def _read_index(self) -> list[IssuedCertificate]:
+        if not self._index_path.exists():
+            return []
+        return [IssuedCertificate(**item) for item in json.loads(self._index_path.read_text(encoding="utf-8"))]
+
+    def _write_index(self, rows: list[IssuedCertificate]) -> None:
+        self._index_path.write_text(json.dumps([asdict(r) for r in rows], indent=2, ensure_ascii=False) + "\n",
+                                    encoding="utf-8")
+
+    # -- operations ----------------------------------------------------------------------------
+    def initialise(self, entities: EntityRegistry | Iterable[Entity], *, algorithm: Algorithm = "ec",
+                   force: bool = False) -> list[IssuedCertificate]:
+        """Create the root, the TSA and a certificate for every entity that has none yet."""
+        if force and self.directory.exists():
+            for path in sorted(self.directory.rglob("*"), reverse=True):
+                if path.is_file():
+                    path.unlink()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self.initialised:
+            self._create_root(algorithm)
+        if not self.tsa_cert_path.exists():
+            self._create_tsa(algorithm)
+        issued: list[IssuedCertificate] = []
+        have = {row.entity for row in self._read_index() if not row.revoked}
+        for entity in entities:
+            if entity.id not in have:
+                issued.append(self.issue(entity, algorithm=algorithm))
+        if not self.crl_path.exists():
+            self.write_crl()
+        return issued
+
+    def _create_root(self, algorithm: Algorithm) -> None:
+        key = _new_key(algorithm)
+        name = x509.Name([
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "CO"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Plataforma de Interoperabilidad GEL (desarrollo)"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "GEL Broker CA raiz de desarrollo"),
+        ])
+        now = _now()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=ROOT_DAYS))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        _write_private(self.directory / "root-ca.key", Credential("raiz", key, cert, ()).key_pem)
+        self.root_cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        self._write_index([])
+
+    def _sign_leaf(self, subject: x509.Name, key: PrivateKey, *, not_before: dt.datetime,
+                   not_after: dt.datetime, extensions: list[tuple[x509.ExtensionType, bool]]) -> x509.Certificate:
+        root_key, root = self._root()
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject).issuer_name(root.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root.public_key()), critical=False)
+        )
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        signer: CertificateIssuerPrivateKeyTypes = root_key
+        return builder.sign(signer, hashes.SHA256())
+
+    def _create_tsa(self, algorithm: Algorithm) -> None:
+        key = _new_key(algorithm)
+        now = _now()
+        subject = x509.Name([
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "CO"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Plataforma de Interoperabilidad GEL (desarrollo)"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "GEL Broker TSA de desarrollo"),
+        ])
+        cert = self._sign_leaf(subject, key, not_before=now - dt.timedelta(minutes=5),
+                               not_after=now + dt.timedelta(days=TSA_DAYS), extensions=[
+                                   (_key_usage(digital_signature=True, content_commitment=True), True),
+                                   (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), True),
+                               ])
+        _write_private(self.directory / "tsa.key", Credential("tsa", key, cert, ()).key_pem)
+        self.tsa_cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(self, entity: Entity, *, algorithm: Algorithm = "ec", not_before: dt.datetime | None = None,
+              not_after: dt.datetime | None = None, signing: bool = True) -> IssuedCertificate:
+        """Issue a signing certificate for `entity` (a new key each time).
+
+        `not_before`/`not_after` default to now and now + 2 years; `signing=False` issues a certificate
+        without the signing key usages (for tests of key-usage enforcement).
+        """
+        self._require()
+        now = _now()
+        start = not_before or now - dt.timedelta(minutes=5)
+        end = not_after or now + dt.timedelta(days=ENTITY_DAYS)
+        key = _new_key(algorithm)
+        subject = x509.Name([
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "CO"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, entity.name[:64]),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, entity.entity_class),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, entity.nit),
+            x509.NameAttribute(NameOID.COMMON_NAME, entity.id),
+        ])
+        usage = (_key_usage(digital_signature=True, content_commitment=True) if signing
+                 else _key_usage(key_cert_sign=False, crl_sign=False))
+        cert = self._sign_leaf(subject, key, not_before=start, not_after=end, extensions=[
+            (usage, True),
+            (x509.SubjectAlternativeName([x509.UniformResourceIdentifier(ENTITY_URI_PREFIX + entity.id)]), False),
+        ])
+        serial = format(cert.serial_number, "x")
+        folder = self.directory / "entities" / _folder_of(entity.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        cert_path, key_path = folder / f"{serial}.pem", folder / f"{serial}.key"
+        _write_private(key_path, Credential(entity.id, key, cert, ()).key_pem)
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        row = IssuedCertificate(
+            serial=serial, entity=entity.id, name=entity.name, algorithm=algorithm,
+            not_before=start.isoformat(), not_after=end.isoformat(),
+            certificate=str(cert_path.relative_to(self.directory)), key=str(key_path.relative_to(self.directory)),
+        )
+        self._write_index([*self._read_index(), row])
+        return row
+
+    def revoke(self, entity_id: str, *, reason: x509.ReasonFlags = x509.ReasonFlags.key_compromise
+               ) -> list[IssuedCertificate]:
+        """Revoke every live certificate of `entity_id` and publish a new CRL."""
+        self._require()
+        rows = self._read_index()
+        now = _now().isoformat()
+        revoked: list[IssuedCertificate] = []
+        for i, row in enumerate(rows):
+            if row.entity == entity_id and not row.revoked:
+                rows[i] = IssuedCertificate(**{**asdict(row), "revoked_at": now, "reason": reason.value})
+                revoked.append(rows[i])
+        if not revoked:
+            raise fault(FaultCode.PKI_UNKNOWN_ENTITY, entity=entity_id, path=self.directory)
+        self._write_index(rows)
+        self.write_crl()
+        return revoked
+
+    def write_crl(self, *, next_update_days: int = 7) -> x509.CertificateRevocationList:
+        root_key, root = self._root()
+        now = _now()
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(root.subject).last_update(now).next_update(now + dt.timedelta(days=next_update_days))
+        )
+        for row in self._read_index():
+            if row.revoked_at is None:
+                continue
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(int(row.serial, 16))
+                .revocation_date(dt.datetime.fromisoformat(row.revoked_at))
+                .add_extension(x509.CRLReason(x509.ReasonFlags(row.reason or "unspecified")), critical=False)
+                .build()
+            )
+        crl = builder.sign(root_key, hashes.SHA256())
+        self.crl_path.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+        return crl
+
+    def list(self) -> list[IssuedCertificate]:
+        return self._read_index()
+
+    def credential(self, entity_id: str) -> Credential:
+        """The newest live certificate of `entity_id` with its key."""
+        self._require()
+        rows = [r for r in self._read_index() if r.entity == entity_id and not r.revoked]
+        if not rows:
+            raise fault(FaultCode.PKI_UNKNOWN_ENTITY, entity=entity_id, path=self.directory)
+        return self.credential_for(rows[-1])
+
+    def credential_for(self, row: IssuedCertificate) -> Credential:
+        """The credential of one index row (revoked or not: tests and evidence need old ones)."""
+        _, root = self._root()
+        key = self._load_key(self.directory / row.key)
+        cert = load_certificates((self.directory / row.certificate).read_bytes())[0]
+        return Credential(row.entity, key, cert, (root,))
+
+    def tsa_credential(self) -> Credential:
+        self._require()
+        _, root = self._root()
+        key = self._load_key(self.directory / "tsa.key")
+        return Credential("tsa", key, load_certificates(self.tsa_cert_path.read_bytes())[0], (root,))
+
+    def trust_store(self) -> TrustStore:
+        return TrustStore.from_dir(self.directory)
+
+    def algorithm(self) -> Algorithm:
+        return _algorithm_of(self._root()[0])

@@ -1,0 +1,222 @@
+"""Verification: who signed this message, and may we believe it?
+
+The order is deliberate. The signature's *shape* is checked first (one ds:Signature, last child of
+`mensaje`, one Reference URI="" with exactly the enveloped + exclusive C14N transforms, our algorithms):
+anything else is a wrapping attempt. Then the certificate (chain to a trusted root, validity, CRL,
+key usage), then the cryptography. Only the content signxml reports as signed is used afterwards, so a
+header smuggled outside the signed tree is never read. Freshness and replay are checked last, after the
+sender is proven, so forged messages cannot poison the replay cache.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from lxml import etree
+from signxml import SignatureConfiguration, XMLVerifier
+from signxml.algorithms import DigestAlgorithm
+from signxml.exceptions import InvalidDigest, InvalidInput, InvalidSignature
+
+from broker.gelxml.envelope import Header, read_header
+from broker.gelxml.faults import FaultCode, Location, fault
+from broker.gelxml.parsing import DEFAULT_LIMITS, ParseLimits, parse_untrusted
+from broker.security.pki import TrustStore, entity_id_of, subject_label
+from broker.security.signing import DS, SIGNATURE_METHODS
+
+__all__ = [
+    "MemoryReplayGuard",
+    "ReplayGuard",
+    "VerifiedMessage",
+    "check_certificate",
+    "verify_message",
+    "verify_signature",
+]
+
+_ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+_EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+_SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+_SIGNATURE_URIS = {m.value for m in SIGNATURE_METHODS.values()}
+_EXPECT = SignatureConfiguration(
+    require_x509=True,
+    expect_references=1,
+    signature_methods=frozenset(SIGNATURE_METHODS.values()),
+    digest_algorithms=frozenset({DigestAlgorithm.SHA256}),
+)
+_SIG_PATH = Location(xpath="/mensaje/ds:Signature")
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedMessage:
+    """A message whose signature verified: the signed content only, and who signed it."""
+
+    root: etree._Element
+    header: Header
+    signer: str
+    certificate: x509.Certificate
+    signature: etree._Element
+
+
+class ReplayGuard(Protocol):
+    def first_seen(self, message_id: str, sent_at: datetime) -> bool:
+        """Record `message_id`; False when it was already recorded."""
+        ...
+
+
+class MemoryReplayGuard:
+    """In-process replay memory, bounded by the freshness window (older ids are refused as stale anyway)."""
+
+    def __init__(self, window: timedelta, *, max_entries: int = 1_000_000) -> None:
+        self.window = window
+        self.max_entries = max_entries
+        self._seen: OrderedDict[str, datetime] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_seen(self, message_id: str, sent_at: datetime) -> bool:
+        with self._lock:
+            if message_id in self._seen:
+                return False
+            self._seen[message_id] = sent_at
+            horizon = datetime.now(UTC) - 2 * self.window
+            while self._seen and (len(self._seen) > self.max_entries or next(iter(self._seen.values())) < horizon):
+                self._seen.popitem(last=False)
+            return True
+
+
+def _ds(name: str) -> str:
+    return f"{{{DS}}}{name}"
+
+
+def _signature_shape(root: etree._Element) -> etree._Element:
+    """The one acceptable ds:Signature, or a fault naming what is wrong with its placement."""
+    signatures = list(root.iter(_ds("Signature")))
+    if not signatures:
+        raise fault(FaultCode.AUTH_UNSIGNED, location=Location(xpath="/mensaje"))
+    if len(signatures) > 1:
+        raise fault(FaultCode.AUTH_SIGNATURE_LOCATION, location=_SIG_PATH,
+                    detail=f"hay {len(signatures)} firmas en el documento")
+    signature = signatures[0]
+    children = [c for c in root if isinstance(c.tag, str)]
+    if signature.getparent() is not root or children[-1] is not signature:
+        raise fault(FaultCode.AUTH_SIGNATURE_LOCATION, location=Location(line=signature.sourceline),
+                    detail="la firma no es el último hijo de mensaje")
+    references = signature.findall(f"{_ds('SignedInfo')}/{_ds('Reference')}")
+    if len(references) != 1 or references[0].get("URI") != "":
+        uris = ", ".join(repr(r.get("URI")) for r in references) or "ninguna"
+        raise fault(FaultCode.AUTH_SIGNATURE_LOCATION, location=_SIG_PATH,
+                    detail=f"las referencias firmadas son {uris}")
+    transforms = [t.get("Algorithm") for t in references[0].iterfind(f"{_ds('Transforms')}/{_ds('Transform')}")]
+    if transforms != [_ENVELOPED, _EXC_C14N]:
+        raise fault(FaultCode.AUTH_SIGNATURE_LOCATION, location=_SIG_PATH,
+                    detail="las transformaciones deben ser enveloped-signature y exc-c14n")
+    method = signature.find(f"{_ds('SignedInfo')}/{_ds('SignatureMethod')}")
+    digest = references[0].find(_ds("DigestMethod"))
+    if method is None or method.get("Algorithm") not in _SIGNATURE_URIS or digest is None \
+            or digest.get("Algorithm") != _SHA256:
+        raise fault(FaultCode.AUTH_BAD_SIGNATURE, location=_SIG_PATH,
+                    detail="algoritmo no admitido; use ECDSA-SHA256 o RSA-SHA256 con resumen SHA-256")
+    return signature
+
+
+def _signer_certificate(signature: etree._Element) -> x509.Certificate:
+    nodes = signature.findall(f"{_ds('KeyInfo')}/{_ds('X509Data')}/{_ds('X509Certificate')}")
+    if len(nodes) != 1:
+        raise fault(FaultCode.AUTH_NO_CERTIFICATE, location=_SIG_PATH,
+                    detail=f"se esperaba un certificado y hay {len(nodes)}")
+    try:
+        return x509.load_der_x509_certificate(base64.b64decode("".join((nodes[0].text or "").split())))
+    except ValueError as exc:
+        raise fault(FaultCode.AUTH_NO_CERTIFICATE, location=_SIG_PATH, detail=f"certificado ilegible: {exc}") from None
+
+
+def check_certificate(certificate: x509.Certificate, trust: TrustStore, at: datetime) -> None:
+    """Chain, validity period, revocation and key usage of a signer certificate at instant `at`."""
+    subject = subject_label(certificate)
+    if trust.issuer_of(certificate) is None:
+        raise fault(FaultCode.AUTH_UNTRUSTED, location=_SIG_PATH, subject=subject)
+    if at < certificate.not_valid_before_utc:
+        raise fault(FaultCode.AUTH_NOT_YET_VALID, location=_SIG_PATH, subject=subject,
+                    not_before=certificate.not_valid_before_utc.isoformat())
+    if at > certificate.not_valid_after_utc:
+        raise fault(FaultCode.AUTH_EXPIRED, location=_SIG_PATH, subject=subject,
+                    not_after=certificate.not_valid_after_utc.isoformat())
+    revoked = trust.revocation_of(certificate)
+    if revoked is not None:
+        raise fault(FaultCode.AUTH_REVOKED, location=_SIG_PATH, subject=subject,
+                    serial=format(certificate.serial_number, "x"),
+                    revoked_at=revoked.revocation_date_utc.isoformat())
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if constraints.ca:
+            raise fault(FaultCode.AUTH_KEY_USAGE, location=_SIG_PATH, subject=subject,
+                        detail="es un certificado de autoridad de certificación")
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        raise fault(FaultCode.AUTH_KEY_USAGE, location=_SIG_PATH, subject=subject,
+                    detail="no declara keyUsage") from None
+    if not (usage.digital_signature or usage.content_commitment):
+        raise fault(FaultCode.AUTH_KEY_USAGE, location=_SIG_PATH, subject=subject,
+                    detail="su keyUsage no incluye digitalSignature ni nonRepudiation")
+
+
+def verify_signature(root: etree._Element, trust: TrustStore, *, at: datetime | None = None
+                     ) -> tuple[etree._Element, x509.Certificate, etree._Element]:
+    """Check shape, certificate and signature; return (signed content, certificate, ds:Signature)."""
+    now = at or datetime.now(UTC)
+    signature = _signature_shape(root)
+    certificate = _signer_certificate(signature)
+    check_certificate(certificate, trust, now)
+    pem = certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    try:
+        result = XMLVerifier().verify(root, x509_cert=pem, expect_config=_EXPECT)
+    except (InvalidSignature, InvalidInput) as exc:
+        raise fault(FaultCode.AUTH_BAD_SIGNATURE, location=_SIG_PATH, detail=_reason(exc)) from None
+    signed = result.signed_xml
+    if signed is None or signed.tag != root.tag:
+        raise fault(FaultCode.AUTH_SIGNATURE_LOCATION, location=_SIG_PATH,
+                    detail="la referencia no cubre el mensaje completo")
+    return signed, certificate, signature
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, InvalidDigest):
+        return "el resumen del contenido firmado no coincide"
+    if isinstance(exc, InvalidSignature):
+        return "el valor de la firma no corresponde a la clave del certificado"
+    return f"firma ilegible: {exc}"
+
+
+def verify_message(message: bytes | etree._Element, trust: TrustStore, *, replay: ReplayGuard | None = None,
+                   window: timedelta | None = timedelta(seconds=300), now: datetime | None = None,
+                   limits: ParseLimits = DEFAULT_LIMITS) -> VerifiedMessage:
+    """Authenticate a message; raise `GelFault` with a GEL-AUTH-* or GEL-DUP-* code when it fails.
+
+    `now` is the instant certificates must be valid at (for evidence checked years later, pass the time
+    stamp's time); `window=None` skips the freshness check, `replay=None` the duplicate check.
+    """
+    root = parse_untrusted(message, limits) if isinstance(message, bytes) else message
+    instant = now or datetime.now(UTC)
+    signed, certificate, signature = verify_signature(root, trust, at=instant)
+    header = read_header(signed)
+    signer = entity_id_of(certificate)
+    if signer != header.sender:
+        raise fault(FaultCode.AUTH_SENDER_MISMATCH, location=Location(xpath="/mensaje/encabezado/entidadOrigen"),
+                    claimed=header.sender, signer=signer or subject_label(certificate))
+    if window is not None and abs(instant - header.sent_at) > window:
+        raise fault(FaultCode.DUP_STALE, location=Location(xpath="/mensaje/encabezado/fechaHoraEnvio"),
+                    sent=header.sent_at.isoformat(), window=int(window.total_seconds()),
+                    now=instant.replace(microsecond=0).isoformat())
+    if replay is not None and not replay.first_seen(header.message_id, header.sent_at):
+        raise fault(FaultCode.DUP_REPLAY, location=Location(xpath="/mensaje/encabezado/idMensaje"),
+                    message_id=header.message_id)
+    return VerifiedMessage(root=signed, header=header, signer=header.sender, certificate=certificate,
+                           signature=signature)
