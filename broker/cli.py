@@ -7,8 +7,9 @@ import sys
 
 import typer
 
-from broker.commands import certs, demo, log, schemas, validate
+from broker.commands import certs, demo, log, schemas, signing, validate
 from broker.commands.output import err_console, print_json
+from broker.gelxml.registry import SchemaCompileError
 from broker.logs import configure_logging
 from broker.settings import Settings, get_settings
 
@@ -20,6 +21,8 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.command("validate")(validate.validate)
+app.command("sign")(signing.sign)
+app.command("verify")(signing.verify)
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(certs.app, name="certs")
 app.add_typer(log.app, name="log")
@@ -46,6 +49,9 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("Interrumpido.")
         sys.exit(130)
+    except SchemaCompileError as exc:
+        err_console.print(f"error GEL-CONFIG-SCHEMAS: {exc}")
+        sys.exit(2)
     except Exception as exc:
         if os.environ.get("GEL_DEBUG"):
             raise

@@ -20,12 +20,16 @@ from lxml import etree
 
 from broker.gelxml.namespaces import ACUSE, FALLA, GEL_PREFIX, MENSAJE, XSD, qname
 
-__all__ = ["SchemaFile", "SchemaKind", "SchemaRegistry", "ServiceSchema", "classify_namespace"]
+__all__ = ["SchemaCompileError", "SchemaFile", "SchemaKind", "SchemaRegistry", "ServiceSchema", "classify_namespace"]
 
 _SERVICE_NS = re.compile(
     re.escape(GEL_PREFIX) + r"(?P<domain>[A-Z][A-Za-z0-9]*)/(?P<service>[A-Z][A-Za-z0-9]*)/(?P<version>\d+\.\d+)$"
 )
 _ROOT_PREFIXES = ("entrada", "salida", "evento")
+
+
+class SchemaCompileError(Exception):
+    """The schemas under a folder do not compile into one language: an operator error, not a message fault."""
 
 
 class SchemaKind:
@@ -153,7 +157,12 @@ class SchemaRegistry:
         """The compiled GEL-XML language (compiled on first use, then shared)."""
         with self._lock:
             driver = etree.fromstring(self.driver_xsd(), base_url=(self.root / "driver.xsd").as_uri())
-            return etree.XMLSchema(driver)
+            try:
+                return etree.XMLSchema(driver)
+            except etree.XMLSchemaParseError as exc:
+                raise SchemaCompileError(
+                    f"los esquemas de {self.root} no compilan: {exc}. Ejecute gel schemas lint para ver el detalle."
+                ) from None
 
     def decoder(self, namespace: str) -> Any:
         """An `xmlschema` schema for a namespace, for decoding payloads to dicts and introspection."""
