@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 app.command("validate")(validate.validate)
 app.command("sign")(signing.sign)
+app.command("stamp")(signing.stamp)
 app.command("verify")(signing.verify)
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(certs.app, name="certs")

@@ -14,6 +14,13 @@ from broker.commands.validate import format_problem, read_limited
 from broker.gelxml import Falla, GelFault, check_message, load_registry
 from broker.security.pki import DevPKI, TrustStore
 from broker.security.signing import sign_message
+from broker.security.timestamp import (
+    TimeStampAuthority,
+    TimeStampInfo,
+    extract_timestamp,
+    timestamp_message,
+    verify_message_timestamp,
+)
 from broker.security.verification import VerifiedMessage, verify_message
 from broker.settings import get_settings
 
@@ -53,12 +60,37 @@ def sign(
     console.print(f"{output}: firmado por {entity}.")
 
 
-def _verify_one(path: Path, trust: TrustStore, window: dt.timedelta | None) -> VerifiedMessage | Falla:
+def stamp(
+    source: Annotated[Path, typer.Argument(help="Mensaje firmado.", show_default=False)],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Archivo de salida (por defecto, la "
+                                                "salida estándar).")] = None,
+    directory: DirOption = None,
+) -> None:
+    """Añade el sello de tiempo RFC 3161 de la plataforma a un mensaje firmado (XAdES-T, sin romper la firma)."""
+    settings = get_settings()
+    pki = DevPKI(directory or settings.certs_dir)
+    try:
+        data = read_limited(source, settings.parse_limits)
+        verify_message(data, pki.trust_store(), window=None, limits=settings.parse_limits)
+        stamped = timestamp_message(data, TimeStampAuthority(pki.tsa_credential()))
+    except GelFault as exc:
+        fail(str(exc.falla.code), exc.falla.message)
+    if output is None:
+        sys.stdout.buffer.write(stamped)
+        return
+    output.write_bytes(stamped)
+    console.print(f"{output}: sellado por la TSA de la plataforma.")
+
+
+def _verify_one(path: Path, trust: TrustStore, window: dt.timedelta | None
+                ) -> tuple[VerifiedMessage, TimeStampInfo | None] | Falla:
     settings = get_settings()
     try:
         data = read_limited(path, settings.parse_limits)
         check_message(data, load_registry(settings.schemas_dir), settings.parse_limits)
-        return verify_message(data, trust, window=window, limits=settings.parse_limits)
+        verified = verify_message(data, trust, window=window, limits=settings.parse_limits)
+        stamped = extract_timestamp(verified.signature) is not None
+        return verified, verify_message_timestamp(data, trust) if stamped else None
     except GelFault as exc:
         return exc.falla
 
@@ -96,11 +128,15 @@ def verify(
                 for problem in outcome.all():
                     console.print(format_problem(path, problem), markup=False, soft_wrap=True)
             continue
-        serial = format(outcome.certificate.serial_number, "x")
-        results.append({"archivo": str(path), "valido": True, "firmante": outcome.signer,
-                        "idMensaje": outcome.header.message_id, "serieCertificado": serial})
+        verified, stamp_info = outcome
+        serial = format(verified.certificate.serial_number, "x")
+        stamped_at = stamp_info.gen_time.isoformat() if stamp_info else None
+        results.append({"archivo": str(path), "valido": True, "firmante": verified.signer,
+                        "idMensaje": verified.header.message_id, "serieCertificado": serial,
+                        "selloTiempo": stamped_at})
         if not as_json:
-            console.print(f"{path}: firma válida de {outcome.signer} (certificado {serial[:12]}…)",
+            stamped_text = f"; sellado el {stamped_at}" if stamped_at else "; sin sello de tiempo"
+            console.print(f"{path}: firma válida de {verified.signer} (certificado {serial[:12]}…){stamped_text}",
                           markup=False, soft_wrap=True)
     if as_json:
         print_json(results)

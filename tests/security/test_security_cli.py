@@ -57,6 +57,12 @@ def test_sign_then_verify_then_revoke(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     ok = gel("verify", str(signed), env=env)
     assert ok.returncode == 0 and f"firma válida de {FONVIVIENDA}" in ok.stdout
+    assert "sin sello de tiempo" in ok.stdout
+    stamped = tmp_path / "sellado.xml"
+    assert gel("stamp", str(signed), "-o", str(stamped), env=env).returncode == 0
+    with_stamp = gel("verify", str(stamped), "--json", env=env)
+    assert with_stamp.returncode == 0, with_stamp.stdout
+    assert json.loads(with_stamp.stdout)[0]["selloTiempo"]
 
     tampered = tmp_path / "alterado.xml"
     tampered.write_bytes(signed.read_bytes().replace(b"<codFalla>GEL-VALID-NIT_CHECK_DIGIT<",
