@@ -85,28 +85,35 @@ _OPTIONAL_FIELDS = (
 )
 
 
-def _text(parent: etree._Element, name: str) -> str | None:
-    node = parent.find(_M[name])
-    return None if node is None or node.text is None else node.text.strip()
+def _children(parent: etree._Element) -> dict[str, str]:
+    """Child element texts by local name in one pass (lxml's find() re-parses its path on every call)."""
+    prefix = "{" + MENSAJE + "}"
+    return {
+        child.tag[len(prefix):]: (child.text or "").strip()
+        for child in parent
+        if isinstance(child.tag, str) and child.tag.startswith(prefix)
+    }
 
 
 def read_header(root: etree._Element) -> Header:
     """Read the header of a schema-valid `mensaje`."""
-    enc = root.find(_M["encabezado"])
+    enc = next((c for c in root if c.tag == _M["encabezado"]), None)
     if enc is None:
         raise ValueError("mensaje has no encabezado")
-    service = enc.find(_M["servicio"])
+    service = next((c for c in enc if c.tag == _M["servicio"]), None)
     if service is None:
         raise ValueError("encabezado has no servicio")
-    optional = {attr: _text(enc, name) for name, attr in _OPTIONAL_FIELDS}
+    fields = _children(enc)
+    service_fields = _children(service)
+    optional = {attr: fields.get(name) for name, attr in _OPTIONAL_FIELDS}
     return Header(
-        message_id=_text(enc, "idMensaje") or "",
-        sent_at=datetime.fromisoformat(_text(enc, "fechaHoraEnvio") or ""),
-        sender=_text(enc, "entidadOrigen") or "",
-        recipient=_text(enc, "entidadDestino") or "",
-        service=ServiceRef(_text(service, "codServicio") or "", _text(service, "versionServicio") or ""),
-        message_type=MessageType(_text(enc, "tipoMensaje")),
-        protocol_version=_text(enc, "versionProtocolo") or PROTOCOL_VERSION,
+        message_id=fields.get("idMensaje", ""),
+        sent_at=datetime.fromisoformat(fields.get("fechaHoraEnvio", "")),
+        sender=fields.get("entidadOrigen", ""),
+        recipient=fields.get("entidadDestino", ""),
+        service=ServiceRef(service_fields.get("codServicio", ""), service_fields.get("versionServicio", "")),
+        message_type=MessageType(fields.get("tipoMensaje")),
+        protocol_version=fields.get("versionProtocolo") or PROTOCOL_VERSION,
         **optional,
     )
 
