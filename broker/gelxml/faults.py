@@ -234,7 +234,7 @@ _CATALOGUE: dict[FaultCode, FaultSpec] = {
         Stage.RECORD, "El registro {record} del log de mensajes fue alterado: {detail}.",
     ),
     FaultCode.LOG_MISSING: FaultSpec(
-        Stage.RECORD, "Falta el registro {record} del log de mensajes: la cadena salta de {previous} a {record_next}.",
+        Stage.RECORD, "Faltan registros en el log de mensajes (posición {record}): {detail}.",
     ),
     FaultCode.LOG_REORDERED: FaultSpec(
         Stage.RECORD, "El registro {record} del log de mensajes está fuera de orden: {detail}.",

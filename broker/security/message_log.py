@@ -1,0 +1,520 @@
+"""The tamper-evident message log: every message exactly as received, hash-chained, in SQLite or PostgreSQL.
+
+Each row keeps the message bytes, the platform RFC 3161 token over SHA-256 of those bytes, the verification
+outcome and the routing metadata. `record_hash` is SHA-256 over a canonical JSON of `prev_hash` and every
+content field (not `seq`): a row moved to another position stays self-consistent, so reordering is told
+apart from alteration. A one-row head (last seq, last hash) is updated in the same transaction as each
+append, so deleting the last row is detected too.
+
+Appends are serialised by the database: `SELECT … FOR UPDATE` on the head row in PostgreSQL, a write
+transaction (`BEGIN IMMEDIATE`) in SQLite; concurrent writers in several threads or processes produce
+one unbroken chain.
+
+The chain alone proves nothing against someone who can rewrite the whole table: the time-stamp tokens
+(checked by `broker.security.evidence`) anchor each record to a trusted third party.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import RowMapping, make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.pool import StaticPool
+
+from broker.gelxml.faults import Falla, FaultCode, GelFault, falla, fault
+
+__all__ = [
+    "GENESIS_HASH",
+    "HASH_FORMAT",
+    "LogEntry",
+    "LogRecord",
+    "LogVerification",
+    "MessageLog",
+    "Outcome",
+    "canonical_json",
+    "record_hash_of",
+]
+
+Outcome = Literal["aceptado", "rechazado"]
+OUTCOMES: frozenset[str] = frozenset({"aceptado", "rechazado"})
+GENESIS_HASH = "0" * 64
+HASH_FORMAT = "gel-log-1"
+LOG_TABLE = "message_log"
+HEAD_TABLE = "message_log_head"
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def _iso(moment: dt.datetime) -> str:
+    """Fixed-width UTC text, so text order is time order."""
+    return moment.astimezone(dt.UTC).strftime(_TIME_FORMAT)
+
+
+def _parse_time(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=dt.UTC)
+
+
+def _stored_time(text: object) -> dt.datetime:
+    """A stored time; an unreadable one becomes the epoch, which verification then reports as altered."""
+    try:
+        return _parse_time(str(text))
+    except ValueError:
+        return dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def canonical_json(data: Mapping[str, Any]) -> bytes:
+    """The one byte encoding hashed: sorted keys, no spaces, UTF-8."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def record_hash_of(chained: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(chained)).hexdigest()
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """What to record about one message."""
+
+    message: bytes
+    message_id: str
+    sender: str
+    recipient: str
+    service: str
+    message_type: str
+    outcome: Outcome
+    fault_code: str | None = None
+    token: bytes | None = None
+    routing: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One stored row of the log."""
+
+    seq: int
+    recorded_at: dt.datetime
+    message_id: str
+    sender: str
+    recipient: str
+    service: str
+    message_type: str
+    outcome: str
+    fault_code: str | None
+    message: bytes
+    message_sha256: str
+    token: bytes | None
+    routing: Mapping[str, str]
+    prev_hash: str
+    record_hash: str
+
+    @property
+    def token_sha256(self) -> str | None:
+        return hashlib.sha256(self.token).hexdigest() if self.token is not None else None
+
+    def chained_fields(self) -> dict[str, Any]:
+        """Exactly what `record_hash` covers (the stored message through its SHA-256)."""
+        return {
+            "formato": HASH_FORMAT,
+            "prev_hash": self.prev_hash,
+            "recorded_at": _iso(self.recorded_at),
+            "message_id": self.message_id,
+            "sender": self.sender,
+            "recipient": self.recipient,
+            "service": self.service,
+            "message_type": self.message_type,
+            "outcome": self.outcome,
+            "fault_code": self.fault_code,
+            "message_sha256": self.message_sha256,
+            "token_sha256": self.token_sha256,
+            "routing": dict(self.routing),
+        }
+
+    def computed_hash(self) -> str:
+        return record_hash_of(self.chained_fields())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record without its bytes: what people and other programs see."""
+        return {
+            "seq": self.seq,
+            "recorded_at": _iso(self.recorded_at),
+            "message_id": self.message_id,
+            "sender": self.sender,
+            "recipient": self.recipient,
+            "service": self.service,
+            "message_type": self.message_type,
+            "outcome": self.outcome,
+            "fault_code": self.fault_code,
+            "message_bytes": len(self.message),
+            "message_sha256": self.message_sha256,
+            "token_sha256": self.token_sha256,
+            "routing": dict(self.routing),
+            "prev_hash": self.prev_hash,
+            "record_hash": self.record_hash,
+        }
+
+
+@dataclass(frozen=True)
+class LogVerification:
+    """The outcome of checking the chain: `fault` names the first broken record (`record`)."""
+
+    ok: bool
+    checked: int
+    fault: Falla | None = None
+    record: int | None = None
+
+
+def _tables(schema: str | None) -> tuple[MetaData, Table, Table]:
+    metadata = MetaData(schema=schema)
+    log = Table(
+        LOG_TABLE, metadata,
+        Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+        Column("recorded_at", String(32), nullable=False),
+        Column("message_id", String(255), nullable=False),
+        Column("sender", String(255), nullable=False),
+        Column("recipient", String(255), nullable=False),
+        Column("service", String(255), nullable=False),
+        Column("message_type", String(64), nullable=False),
+        Column("outcome", String(16), nullable=False),
+        Column("fault_code", String(64), nullable=True),
+        Column("message", LargeBinary, nullable=False),
+        Column("message_sha256", String(64), nullable=False),
+        Column("token", LargeBinary, nullable=True),
+        Column("routing", Text, nullable=False),
+        Column("prev_hash", String(64), nullable=False),
+        Column("record_hash", String(64), nullable=False),
+        Index(f"ix_{LOG_TABLE}_record_hash", "record_hash"),
+        Index(f"ix_{LOG_TABLE}_message_id", "message_id"),
+    )
+    head = Table(
+        HEAD_TABLE, metadata,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("last_seq", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
+        Column("last_hash", String(64), nullable=False),
+        Column("last_recorded_at", String(32), nullable=True),
+    )
+    return metadata, log, head
+
+
+def _sqlite_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    database = parsed.database
+    memory = database in (None, "", ":memory:")
+    if memory:
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        assert database is not None
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # transactions are begun below, with the mode we ask for
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get("gel_sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+class MessageLog:
+    """The hash-chained log in one database (any SQLAlchemy URL: SQLite or PostgreSQL)."""
+
+    def __init__(self, url: str, *, schema: str | None = None) -> None:
+        self.url = url
+        self.schema = schema
+        self._sqlite = make_url(url).get_backend_name() == "sqlite"
+        self._engine = _sqlite_engine(url) if self._sqlite else create_engine(url, pool_pre_ping=True)
+        self._metadata, self._log, self._head = _tables(schema)
+        self._local_lock = threading.Lock()
+        self._create()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> MessageLog:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _write(self) -> Connection:
+        connection = self._engine.connect()
+        if self._sqlite:
+            connection.execution_options(gel_sqlite_begin="IMMEDIATE")
+        return connection
+
+    def _create(self) -> None:
+        try:
+            self._metadata.create_all(self._engine, checkfirst=True)
+        except (OperationalError, ProgrammingError, IntegrityError):
+            self._metadata.create_all(self._engine, checkfirst=True)  # another process created them first
+        with self._write() as connection, connection.begin():
+            exists = connection.execute(select(self._head.c.id).where(self._head.c.id == 1)).first()
+        if exists is not None:
+            return
+        try:
+            with self._write() as connection, connection.begin():
+                connection.execute(insert(self._head).values(id=1, last_seq=0, last_hash=GENESIS_HASH,
+                                                             last_recorded_at=None))
+        except IntegrityError:
+            pass
+
+    # -- writing -------------------------------------------------------------------------------
+    def append(self, entry: LogEntry) -> LogRecord:
+        """Record one message at the end of the chain and return the stored record."""
+        if entry.outcome not in OUTCOMES:
+            raise ValueError(f"resultado desconocido {entry.outcome!r}: use 'aceptado' o 'rechazado'")
+        routing = {str(k): str(v) for k, v in entry.routing.items()}
+        digest = hashlib.sha256(entry.message).hexdigest()
+        with self._local_lock if self._sqlite else _NO_LOCK, self._write() as connection, connection.begin():
+            head = connection.execute(
+                select(self._head.c.last_seq, self._head.c.last_hash, self._head.c.last_recorded_at)
+                .where(self._head.c.id == 1).with_for_update()
+            ).one()
+            now = dt.datetime.now(dt.UTC)
+            if head.last_recorded_at is not None:
+                now = max(now, _parse_time(head.last_recorded_at))  # a clock step back must not break order
+            record = LogRecord(
+                seq=head.last_seq + 1, recorded_at=_parse_time(_iso(now)), message_id=entry.message_id,
+                sender=entry.sender, recipient=entry.recipient, service=entry.service,
+                message_type=entry.message_type, outcome=entry.outcome, fault_code=entry.fault_code,
+                message=bytes(entry.message), message_sha256=digest,
+                token=bytes(entry.token) if entry.token is not None else None, routing=routing,
+                prev_hash=head.last_hash, record_hash="",
+            )
+            record = _with_hash(record)
+            connection.execute(insert(self._log).values(**_row_of(record)))
+            connection.execute(
+                update(self._head).where(self._head.c.id == 1)
+                .values(last_seq=record.seq, last_hash=record.record_hash, last_recorded_at=_iso(record.recorded_at))
+            )
+        return record
+
+    # -- reading -------------------------------------------------------------------------------
+    def get(self, seq: int) -> LogRecord:
+        with self._engine.connect() as connection:
+            row = connection.execute(select(self._log).where(self._log.c.seq == seq)).first()
+        if row is None:
+            raise fault(FaultCode.LOG_NOT_FOUND, record=seq)
+        return _record_of(row._mapping)
+
+    def find(self, message_id: str) -> list[LogRecord]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                select(self._log).where(self._log.c.message_id == message_id).order_by(self._log.c.seq)
+            ).all()
+        return [_record_of(row._mapping) for row in rows]
+
+    def records(self, start: int = 1, batch: int = 500, *, stop: int | None = None) -> Iterator[LogRecord]:
+        """Records from `start` (through `stop`) in seq order, read `batch` at a time."""
+        position = start
+        while True:
+            query = select(self._log).where(self._log.c.seq >= position)
+            if stop is not None:
+                query = query.where(self._log.c.seq <= stop)
+            with self._engine.connect() as connection:
+                rows = connection.execute(query.order_by(self._log.c.seq).limit(batch)).all()
+            if not rows:
+                return
+            for row in rows:
+                yield _record_of(row._mapping)
+            position = rows[-1].seq + 1
+
+    def count(self) -> int:
+        with self._engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(self._log)).scalar_one())
+
+    def head(self) -> tuple[int, str] | None:
+        """(last seq, last hash) as the head row states them, or None when the head row is gone."""
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(self._head.c.last_seq, self._head.c.last_hash).where(self._head.c.id == 1)
+            ).first()
+        return (int(row.last_seq), str(row.last_hash)) if row is not None else None
+
+    def _position_of(self, record_hash: str) -> int | None:
+        with self._engine.connect() as connection:
+            seq = connection.execute(
+                select(self._log.c.seq).where(self._log.c.record_hash == record_hash).limit(1)
+            ).scalar()
+        return int(seq) if seq is not None else None
+
+    def _last_seq(self) -> int:
+        with self._engine.connect() as connection:
+            return int(connection.execute(select(func.coalesce(func.max(self._log.c.seq), 0))).scalar_one())
+
+    # -- verification --------------------------------------------------------------------------
+    def verify(self, check_evidence: Callable[[LogRecord], None] | None = None,
+               progress: Callable[[int], None] | None = None) -> LogVerification:
+        """Walk the chain from the genesis; stop at the first broken record and name it.
+
+        Records appended while the walk runs (after the head read at its start) are left for the next run.
+        """
+        head = self.head()
+        if head is None:
+            return _broken(FaultCode.LOG_MISSING, 0, record=1,
+                           detail="falta la cabeza del log (último número y último resumen)")
+        last_seq, last_hash = head
+        expected_seq, expected_prev = 1, GENESIS_HASH
+        previous_time: dt.datetime | None = None
+        checked = 0
+        for record in self.records(stop=last_seq):
+            broken = self._check_link(record, expected_seq, expected_prev, previous_time, checked)
+            if broken is not None:
+                return broken
+            if check_evidence is not None:
+                try:
+                    check_evidence(record)
+                except GelFault as exc:
+                    inner = exc.falla
+                    return _broken(FaultCode.LOG_BAD_EVIDENCE, checked, record=record.seq,
+                                   detail=f"{inner.code}: {inner.message}")
+            checked += 1
+            expected_seq, expected_prev, previous_time = record.seq + 1, record.record_hash, record.recorded_at
+            if progress is not None:
+                progress(checked)
+        return self._check_head(checked, last_seq, last_hash, expected_seq - 1, expected_prev)
+
+    def _check_link(self, record: LogRecord, expected_seq: int, expected_prev: str,
+                    previous_time: dt.datetime | None, checked: int) -> LogVerification | None:
+        seq = record.seq
+        actual = hashlib.sha256(record.message).hexdigest()
+        if actual != record.message_sha256:
+            return _broken(FaultCode.LOG_ALTERED, checked, record=seq,
+                           detail=f"el mensaje guardado tiene el resumen {actual} y el registro dice "
+                                  f"{record.message_sha256}")
+        computed = record.computed_hash()
+        if computed != record.record_hash:
+            return _broken(FaultCode.LOG_ALTERED, checked, record=seq,
+                           detail=f"su contenido da el resumen {computed} y tiene guardado {record.record_hash}")
+        if seq != expected_seq:
+            return _broken(FaultCode.LOG_MISSING, checked, record=expected_seq,
+                           detail=f"la cadena salta del registro {expected_seq - 1} al {seq}")
+        if record.prev_hash != expected_prev:
+            elsewhere = self._position_of(record.prev_hash)
+            if elsewhere is not None and elsewhere != seq:
+                return _broken(FaultCode.LOG_REORDERED, checked, record=seq,
+                               detail=f"se encadena al registro que está en la posición {elsewhere} y no al "
+                                      f"{seq - 1}")
+            return _broken(FaultCode.LOG_MISSING, checked, record=seq,
+                           detail=f"el registro {seq} se encadena a un registro anterior ({record.prev_hash[:16]}…) "
+                                  "que ya no está en el log")
+        if previous_time is not None and record.recorded_at < previous_time:
+            return _broken(FaultCode.LOG_REORDERED, checked, record=seq,
+                           detail=f"su fecha {_iso(record.recorded_at)} es anterior a la del registro {seq - 1} "
+                                  f"({_iso(previous_time)})")
+        return None
+
+    def _check_head(self, checked: int, last_seq: int, last_hash: str, seen_seq: int,
+                    seen_hash: str) -> LogVerification:
+        if seen_seq < last_seq:
+            return _broken(FaultCode.LOG_MISSING, checked, record=seen_seq + 1,
+                           detail=f"la cabeza del log dice que hay {last_seq} registros y la cadena termina en "
+                                  f"el {seen_seq}")
+        if seen_hash != last_hash:
+            return _broken(FaultCode.LOG_ALTERED, checked, record=seen_seq,
+                           detail="no es el último registro que anotó la cabeza del log")
+        current = self.head()
+        beyond = self._last_seq()
+        if current is not None and beyond > current[0]:
+            return _broken(FaultCode.LOG_ALTERED, checked, record=current[0] + 1,
+                           detail="se añadió por fuera del registro normal (la cabeza del log no lo incluye)")
+        return LogVerification(ok=True, checked=checked)
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
+
+
+def _broken(code: FaultCode, checked: int, *, record: int, detail: str) -> LogVerification:
+    return LogVerification(ok=False, checked=checked, fault=falla(code, record=record, detail=detail), record=record)
+
+
+def _with_hash(record: LogRecord) -> LogRecord:
+    return replace(record, record_hash=record.computed_hash())
+
+
+def _row_of(record: LogRecord) -> dict[str, Any]:
+    return {
+        "seq": record.seq,
+        "recorded_at": _iso(record.recorded_at),
+        "message_id": record.message_id,
+        "sender": record.sender,
+        "recipient": record.recipient,
+        "service": record.service,
+        "message_type": record.message_type,
+        "outcome": record.outcome,
+        "fault_code": record.fault_code,
+        "message": record.message,
+        "message_sha256": record.message_sha256,
+        "token": record.token,
+        "routing": canonical_json(record.routing).decode("utf-8"),
+        "prev_hash": record.prev_hash,
+        "record_hash": record.record_hash,
+    }
+
+
+def _record_of(row: RowMapping) -> LogRecord:
+    try:
+        routing = json.loads(row["routing"])
+    except (TypeError, ValueError):
+        routing = {"_ilegible": str(row["routing"])}  # verification then reports the record as altered
+    return LogRecord(
+        seq=int(row["seq"]),
+        recorded_at=_stored_time(row["recorded_at"]),
+        message_id=row["message_id"],
+        sender=row["sender"],
+        recipient=row["recipient"],
+        service=row["service"],
+        message_type=row["message_type"],
+        outcome=row["outcome"],
+        fault_code=row["fault_code"],
+        message=bytes(row["message"]),
+        message_sha256=row["message_sha256"],
+        token=bytes(row["token"]) if row["token"] is not None else None,
+        routing=routing if isinstance(routing, dict) else {"_ilegible": str(row["routing"])},
+        prev_hash=row["prev_hash"],
+        record_hash=row["record_hash"],
+    )
