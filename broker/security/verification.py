@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -70,20 +71,22 @@ class ReplayGuard(Protocol):
 
 
 class MemoryReplayGuard:
-    """In-process replay memory, bounded by the freshness window (older ids are refused as stale anyway)."""
+    """In-process replay memory. An id is kept for twice the freshness window after it was first seen;
+    by then any copy of it is refused as stale anyway."""
 
     def __init__(self, window: timedelta, *, max_entries: int = 1_000_000) -> None:
         self.window = window
         self.max_entries = max_entries
-        self._seen: OrderedDict[str, datetime] = OrderedDict()
+        self._seen: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
     def first_seen(self, message_id: str, sent_at: datetime) -> bool:
+        now = time.monotonic()
         with self._lock:
             if message_id in self._seen:
                 return False
-            self._seen[message_id] = sent_at
-            horizon = datetime.now(UTC) - 2 * self.window
+            self._seen[message_id] = now
+            horizon = now - 2 * self.window.total_seconds()
             while self._seen and (len(self._seen) > self.max_entries or next(iter(self._seen.values())) < horizon):
                 self._seen.popitem(last=False)
             return True

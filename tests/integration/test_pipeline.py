@@ -1,0 +1,78 @@
+"""The admission pipeline: every message ends in the log, admitted with a token or rejected with its code."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from broker.gateway import Admitted, Pipeline, Rejected
+from broker.gelxml import SchemaRegistry
+from broker.security.evidence import check_record_evidence
+from broker.security.message_log import MessageLog
+from broker.security.pki import DevPKI
+from broker.security.signing import sign_message
+from broker.security.timestamp import TimeStampAuthority, verify_token
+from broker.security.verification import MemoryReplayGuard
+from tests.conftest import ROOT, SAMPLES
+
+REQUEST = SAMPLES / "valid" / "verificarIdentidad-solicitud.xml"
+ORCHESTRATOR = "CO/PLAT/900000002"
+
+
+@pytest.fixture
+def pipeline(registry: SchemaRegistry, pki: DevPKI, tmp_path: Path) -> Pipeline:
+    return Pipeline(registry=registry, trust=pki.trust_store(), tsa=TimeStampAuthority(pki.tsa_credential()),
+                    log=MessageLog(f"sqlite:///{tmp_path / 'log.db'}"),
+                    replay=MemoryReplayGuard(timedelta(minutes=5)), window=None)
+
+
+def test_a_signed_valid_message_is_admitted_stamped_and_recorded(pipeline: Pipeline, pki: DevPKI) -> None:
+    signed = sign_message(REQUEST.read_bytes(), pki.credential(ORCHESTRATOR))
+    outcome = pipeline.admit(signed)
+    assert isinstance(outcome, Admitted), outcome
+    assert outcome.verified.signer == ORCHESTRATOR
+    assert outcome.record.outcome == "aceptado" and outcome.record.message == signed
+    verify_token(outcome.record.token or b"", digest=hashlib.sha256(signed).digest(), trust=pki.trust_store())
+    assert pipeline.log.verify(check_record_evidence(pki.trust_store())).ok
+
+
+def test_rejections_are_recorded_with_their_code(pipeline: Pipeline, pki: DevPKI) -> None:
+    unsigned = REQUEST.read_bytes()
+    garbage = b"\x00\x01 not xml"
+    invalid = sign_message((SAMPLES / "invalid" / "GEL-VALID-PATTERN--vivienda-codmunicipio-cuatro-digitos.xml")
+                           .read_bytes(), pki.credential("CO/CCF/860007336"))
+    outcomes = [pipeline.admit(data) for data in (unsigned, garbage, invalid)]
+    assert all(isinstance(o, Rejected) for o in outcomes)
+    codes = [o.falla.code for o in outcomes if isinstance(o, Rejected)]
+    assert codes == ["GEL-AUTH-UNSIGNED", "GEL-PARSE-ENCODING", "GEL-VALID-PATTERN"]
+    records = list(pipeline.log.records())
+    assert [r.fault_code for r in records] == codes
+    assert records[1].message == garbage and records[1].message_id == ""
+    assert records[0].message_id and records[0].sender == ORCHESTRATOR
+    assert pipeline.log.verify(check_record_evidence(pki.trust_store())).ok
+
+
+def test_a_replay_of_an_old_message_is_refused_even_without_a_freshness_window(pipeline: Pipeline,
+                                                                               pki: DevPKI) -> None:
+    signed = sign_message(REQUEST.read_bytes(), pki.credential(ORCHESTRATOR))
+    assert isinstance(pipeline.admit(signed), Admitted)
+    again = pipeline.admit(signed)
+    assert isinstance(again, Rejected) and again.falla.code == "GEL-DUP-REPLAY"
+
+
+def test_make_demo_runs_the_housing_window_and_says_what_it_did(tmp_path: Path) -> None:
+    env = {**os.environ, "GEL_CERTS_DIR": str(tmp_path / "pki"),
+           "GEL_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}", "GEL_TRANSPORT": "embedded"}
+    result = subprocess.run([sys.executable, "-m", "broker.cli", "demo"], capture_output=True, text=True,
+                            timeout=120, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stdout.count("acuse firmado") == 20
+    assert "GEL-DUP-REPLAY" in result.stdout and "Registro íntegro" in result.stdout
+    assert (tmp_path / "evidencia-demo.zip").is_file()
