@@ -183,7 +183,7 @@ def verify_signature(root: etree._Element, trust: TrustStore, *, at: datetime | 
         result = XMLVerifier().verify(root, x509_cert=pem, expect_config=_EXPECT)
     except (InvalidSignature, InvalidInput) as exc:
         raise fault(FaultCode.AUTH_BAD_SIGNATURE, location=_SIG_PATH, detail=_reason(exc)) from None
-    signed = result.signed_xml
+    signed = result.signed_xml if not isinstance(result, list) else None
     if signed is None or signed.tag != root.tag:
         raise fault(FaultCode.AUTH_SIGNATURE_LOCATION, location=_SIG_PATH,
                     detail="la referencia no cubre el mensaje completo")
