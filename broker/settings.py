@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     entities_file: Path = Field(
         default=PROJECT_ROOT / "deploy" / "entities.yaml", description="Registry of the entities on the platform."
     )
+    catalog_file: Path = Field(
+        default=PROJECT_ROOT / "deploy" / "catalog.yaml",
+        description="Service catalog: providers, callers and status of every service version.",
+    )
     max_message_bytes: int = Field(default=1_048_576, gt=0, description="Largest message accepted, in bytes.")
     max_depth: int = Field(default=64, gt=0, le=250, description="Deepest element nesting accepted.")
     replay_window_seconds: int = Field(

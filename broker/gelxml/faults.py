@@ -71,6 +71,14 @@ class FaultCode(StrEnum):
     AUTH_KEY_USAGE = "GEL-AUTH-KEY_USAGE"
     AUTH_SENDER_MISMATCH = "GEL-AUTH-SENDER_MISMATCH"
     AUTH_RECEIPT_MISMATCH = "GEL-AUTH-RECEIPT_MISMATCH"
+    AUTH_TRANSPORT_USER = "GEL-AUTH-TRANSPORT_USER"
+    AUTHZ_UNKNOWN_SERVICE = "GEL-AUTHZ-UNKNOWN_SERVICE"
+    AUTHZ_RETIRED = "GEL-AUTHZ-RETIRED"
+    AUTHZ_DENIED = "GEL-AUTHZ-DENIED"
+    AUTHZ_WRONG_PROVIDER = "GEL-AUTHZ-WRONG_PROVIDER"
+    AUTHZ_UNSOLICITED_REPLY = "GEL-AUTHZ-UNSOLICITED_REPLY"
+    ROUTE_UNAVAILABLE = "GEL-ROUTE-UNAVAILABLE"
+    ROUTE_REPLY_TIMEOUT = "GEL-ROUTE-REPLY_TIMEOUT"
     DUP_REPLAY = "GEL-DUP-REPLAY"
     DUP_STALE = "GEL-DUP-STALE"
     TS_INVALID = "GEL-TS-INVALID"
@@ -213,6 +221,44 @@ _CATALOGUE: dict[FaultCode, FaultSpec] = {
     ),
     FaultCode.AUTH_RECEIPT_MISMATCH: FaultSpec(
         Stage.AUTHENTICATE, "El acuse no corresponde al mensaje enviado: {detail}.",
+    ),
+    FaultCode.AUTH_TRANSPORT_USER: FaultSpec(
+        Stage.AUTHENTICATE,
+        "El mensaje llegó por la conexión de {transport_user}, pero dice venir de {claimed}: cada entidad "
+        "publica solo con su propio usuario de RabbitMQ.",
+    ),
+    FaultCode.AUTHZ_UNKNOWN_SERVICE: FaultSpec(
+        Stage.AUTHORISE,
+        "El servicio {service} versión {version} no está publicado en el catálogo de servicios; "
+        "consulte gel catalog o pida su publicación al proveedor.",
+    ),
+    FaultCode.AUTHZ_RETIRED: FaultSpec(
+        Stage.AUTHORISE,
+        "La versión {version} del servicio {service} fue retirada; use una versión activa: {active}.",
+    ),
+    FaultCode.AUTHZ_DENIED: FaultSpec(
+        Stage.AUTHORISE,
+        "La entidad {caller} no está autorizada para invocar {service} versión {version}; el proveedor "
+        "debe concederle acceso en el catálogo.",
+    ),
+    FaultCode.AUTHZ_WRONG_PROVIDER: FaultSpec(
+        Stage.AUTHORISE,
+        "La entidad {recipient} no presta el servicio {service} versión {version}; lo prestan: {providers}.",
+    ),
+    FaultCode.AUTHZ_UNSOLICITED_REPLY: FaultSpec(
+        Stage.AUTHORISE,
+        "Este {message_type} responde al mensaje {correlation}, pero la plataforma no enrutó ninguna "
+        "solicitud con ese idMensaje de {recipient} a {sender}.",
+    ),
+    FaultCode.ROUTE_UNAVAILABLE: FaultSpec(
+        Stage.ROUTE,
+        "No se pudo entregar el mensaje a la cola de {recipient}: {detail}. Se reintentará.",
+        retryable=True,
+    ),
+    FaultCode.ROUTE_REPLY_TIMEOUT: FaultSpec(
+        Stage.ROUTE,
+        "La entidad {recipient} no respondió la solicitud {message_id} en {seconds} segundos.",
+        retryable=True,
     ),
     FaultCode.DUP_REPLAY: FaultSpec(
         Stage.DEDUPLICATE,
