@@ -1,11 +1,11 @@
 """The admission pipeline: what the gateway does to every message before routing it.
 
-    parse (hardened) → validate (envelope + payload) → authenticate (signature, chain, CRL, sender)
-    → freshness and replay → time-stamp (platform TSA, over the bytes as received) → record (hash chain)
+    parse (hardened) → validate (envelope + payload) → authenticate (signature, chain, CRL, sender,
+    freshness, AMQP user = entidadOrigen) → authorise (catalog, deny by default) → replay
+    → time-stamp (platform TSA, over the bytes as received) → record (hash chain)
 
 Every message ends in the log: admitted with its time-stamp token, or rejected with its fault code.
-Nothing is dropped silently. Authorisation against the catalog and routing over RabbitMQ are the next
-stages (they compose on `Admitted`).
+Nothing is dropped silently. Routing is the gateway's (broker/gateway/gateway.py), on `Admitted`.
 """
 
 from __future__ import annotations
@@ -14,15 +14,17 @@ import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
+from broker.catalog import Catalog
 from broker.gelxml import Falla, GelFault, ParseLimits, SchemaRegistry, ValidatedMessage, check_message
-from broker.gelxml.envelope import Header, read_header
+from broker.gelxml.envelope import Header, MessageType, read_header
+from broker.gelxml.faults import FaultCode, Location, fault
 from broker.gelxml.parsing import DEFAULT_LIMITS, parse_untrusted
 from broker.security.message_log import LogEntry, LogRecord, MessageLog
 from broker.security.pki import TrustStore
 from broker.security.timestamp import TimeStampAuthority, TimeStampToken
 from broker.security.verification import ReplayGuard, VerifiedMessage, verify_message
 
-__all__ = ["Admitted", "Pipeline", "Rejected"]
+__all__ = ["Admitted", "LogReplayGuard", "Pipeline", "Rejected"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,16 @@ def _header_if_readable(data: bytes, limits: ParseLimits) -> Header | None:
         return None
 
 
+class LogReplayGuard:
+    """Replay memory shared by every gateway worker: an idMensaje already admitted to the log is a replay."""
+
+    def __init__(self, log: MessageLog) -> None:
+        self.log = log
+
+    def first_seen(self, message_id: str, sent_at: object) -> bool:
+        return not any(r.outcome == "aceptado" for r in self.log.find(message_id))
+
+
 @dataclass(frozen=True, slots=True)
 class Pipeline:
     registry: SchemaRegistry
@@ -59,15 +71,33 @@ class Pipeline:
     replay: ReplayGuard | None
     window: timedelta | None = timedelta(seconds=300)
     limits: ParseLimits = DEFAULT_LIMITS
+    catalog: Catalog | None = None
 
-    def admit(self, data: bytes, *, routing: dict[str, str] | None = None) -> Admitted | Rejected:
+    def routed_request(self, message_id: str) -> tuple[str, str] | None:
+        """(sender, recipient) of the request `message_id` if the platform admitted it."""
+        for record in self.log.find(message_id):
+            if record.outcome == "aceptado" and record.message_type == MessageType.REQUEST.value:
+                return (record.sender, record.recipient)
+        return None
+
+    def admit(self, data: bytes, *, transport_user: str | None = None,
+              routing: dict[str, str] | None = None) -> Admitted | Rejected:
+        """Run every stage; `transport_user` is the AMQP user RabbitMQ authenticated for this delivery."""
         try:
             message = check_message(data, self.registry, self.limits)
-            verified = verify_message(message.root, self.trust, replay=self.replay, window=self.window)
+            verified = verify_message(message.root, self.trust, replay=None, window=self.window)
+            header = verified.header
+            if transport_user is not None and transport_user != header.sender:
+                raise fault(FaultCode.AUTH_TRANSPORT_USER, location=Location(xpath="/mensaje/encabezado/entidadOrigen"),
+                            transport_user=transport_user, claimed=header.sender)
+            if self.catalog is not None:
+                self.catalog.authorise(header, routed_request=self.routed_request)
+            if self.replay is not None and not self.replay.first_seen(header.message_id, header.sent_at):
+                raise fault(FaultCode.DUP_REPLAY, location=Location(xpath="/mensaje/encabezado/idMensaje"),
+                            message_id=header.message_id)
         except GelFault as exc:
             return self._reject(data, exc.falla, routing or {})
         token = self.tsa.stamp(hashlib.sha256(data).digest())
-        header = verified.header
         record = self.log.append(LogEntry(
             message=data, message_id=header.message_id, sender=header.sender, recipient=header.recipient,
             service=str(header.service), message_type=header.message_type.value, outcome="aceptado",

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from broker.catalog import load_catalog
 from broker.gateway import Admitted, Pipeline, Rejected
+from broker.gateway.pipeline import LogReplayGuard
 from broker.gelxml import SchemaRegistry
 from broker.security.evidence import check_record_evidence
 from broker.security.message_log import MessageLog
@@ -76,3 +78,40 @@ def test_make_demo_runs_the_housing_window_and_says_what_it_did(tmp_path: Path) 
     assert result.stdout.count("acuse firmado") == 20
     assert "GEL-DUP-REPLAY" in result.stdout and "Registro íntegro" in result.stdout
     assert (tmp_path / "evidencia-demo.zip").is_file()
+
+
+@pytest.fixture
+def guarded(registry: SchemaRegistry, pki: DevPKI, tmp_path: Path) -> Pipeline:
+    """The gateway's configuration: catalog authorisation and the log as shared replay memory."""
+    log = MessageLog(f"sqlite:///{tmp_path / 'guarded.db'}")
+    return Pipeline(registry=registry, trust=pki.trust_store(), tsa=TimeStampAuthority(pki.tsa_credential()),
+                    log=log, replay=LogReplayGuard(log), window=None,
+                    catalog=load_catalog(ROOT / "deploy" / "catalog.yaml"))
+
+
+def test_the_amqp_user_must_be_the_sender(guarded: Pipeline, pki: DevPKI) -> None:
+    signed = sign_message(REQUEST.read_bytes(), pki.credential(ORCHESTRATOR))
+    outcome = guarded.admit(signed, transport_user="CO/CCF/860007336")
+    assert isinstance(outcome, Rejected) and outcome.falla.code == "GEL-AUTH-TRANSPORT_USER"
+    assert isinstance(guarded.admit(signed, transport_user=ORCHESTRATOR), Admitted)
+
+
+def test_an_unauthorised_caller_is_refused_before_stamping(guarded: Pipeline, pki: DevPKI) -> None:
+    caja = "CO/CCF/860007336"
+    forged = REQUEST.read_bytes().replace(ORCHESTRATOR.encode(), caja.encode(), 1)
+    outcome = guarded.admit(sign_message(forged, pki.credential(caja)), transport_user=caja)
+    assert isinstance(outcome, Rejected) and outcome.falla.code == "GEL-AUTHZ-DENIED"
+    assert outcome.record.token is None
+
+
+def test_a_reply_passes_only_after_its_request_was_admitted(guarded: Pipeline, pki: DevPKI) -> None:
+    registraduria = "CO/GOB/899999040"
+    reply = sign_message((SAMPLES / "valid" / "verificarIdentidad-respuesta.xml").read_bytes(),
+                         pki.credential(registraduria))
+    early = guarded.admit(reply, transport_user=registraduria)
+    assert isinstance(early, Rejected) and early.falla.code == "GEL-AUTHZ-UNSOLICITED_REPLY"
+    request = sign_message(REQUEST.read_bytes(), pki.credential(ORCHESTRATOR))
+    assert isinstance(guarded.admit(request, transport_user=ORCHESTRATOR), Admitted)
+    assert isinstance(guarded.admit(reply, transport_user=registraduria), Admitted)
+    again = guarded.admit(reply, transport_user=registraduria)
+    assert isinstance(again, Rejected) and again.falla.code == "GEL-DUP-REPLAY"
