@@ -33,6 +33,7 @@ __all__ = [
     "Delivery",
     "ExchangeSpec",
     "OutgoingMessage",
+    "Permissions",
     "PublishError",
     "QueueSpec",
     "Topology",
@@ -50,6 +51,15 @@ class TransportError(Exception):
 class PublishError(TransportError):
     """The broker refused a message: nacked, unroutable with `mandatory`, no such exchange, or a `user_id`
     that is not the connection's user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    """RabbitMQ's three permission regexes of a user on a vhost (searched, not anchored; empty allows nothing)."""
+
+    configure: str
+    write: str
+    read: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,33 @@
+"""Integration fixtures: a RabbitMQ vhost of a module's own with the platform topology applied."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from broker.security.entities import EntityRegistry
+from broker.transport.provisioning import Credentials, apply_topology
+from tests.conftest import require_tool
+
+
+def rabbitmqctl(*args: str) -> str:
+    done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr or done.stdout
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def rabbitmq_platform(amqp_url: str, entities: EntityRegistry,
+                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Credentials]]:
+    """A vhost of this module's own with the platform topology, users and permissions applied."""
+    require_tool("rabbitmqctl")
+    vhost = f"gel-test-{uuid.uuid4().hex[:8]}"
+    applied = apply_topology(entities, credentials_file=tmp_path_factory.mktemp("rabbitmq") / "credentials.json",
+                             vhost=vhost)
+    try:
+        yield amqp_url, applied.credentials
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
