@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from broker.commands import certs, demo, log, schemas, signing, validate
+from broker.commands import certs, demo, gateway, log, schemas, signing, topology, validate
 from broker.commands.output import err_console, print_json
 from broker.gelxml.registry import SchemaCompileError
 from broker.logs import configure_logging
@@ -27,6 +27,8 @@ app.command("verify")(signing.verify)
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(certs.app, name="certs")
 app.add_typer(log.app, name="log")
+app.add_typer(topology.app, name="topology")
+app.command("gateway")(gateway.gateway)
 app.command("demo")(demo.demo)
 
 

@@ -38,4 +38,11 @@ def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
 
 def get_logger(**bound: Any) -> Any:
     """A logger bound with context such as idMensaje, idCadena, entidad and etapa."""
-    return structlog.get_logger().bind(**bound)
+    return structlog.get_logger(**bound)
+
+
+def quieten(level: str = "ERROR") -> None:
+    """Raise the threshold for a command whose output is its own narrative (`gel demo`)."""
+    configure_logging()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)))
+    logging.getLogger("pika").setLevel(level)

@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
-import socket
-from datetime import timedelta
+import base64
+import hashlib
+import os
+import shutil
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import typer
 
 from broker.commands.output import console
-from broker.gateway import Admitted, Pipeline, Rejected
-from broker.gelxml import load_registry
-from broker.gelxml.envelope import read_header
+from broker.gateway.gateway import HEADER_TIMESTAMP
+from broker.gateway.local import LocalPlatform, TransportKind, open_platform
+from broker.gelxml.envelope import read_header, reissue
 from broker.gelxml.parsing import parse_untrusted
+from broker.logs import quieten
 from broker.security.entities import EntityRegistry, load_entities
 from broker.security.evidence import check_record_evidence, export_evidence
 from broker.security.message_log import MessageLog
-from broker.security.pki import DevPKI
+from broker.security.pki import DevPKI, TrustStore
 from broker.security.receipts import build_receipt, verify_receipt
 from broker.security.signing import sign_message
-from broker.security.timestamp import TimeStampAuthority
-from broker.security.verification import MemoryReplayGuard
+from broker.security.timestamp import verify_token
+from broker.security.verification import verify_message
 from broker.settings import Settings, get_settings
+from broker.transport.abc import Delivery, PublishError, TransportError
+from broker.transport.factory import rabbitmq_answers
+from broker.transport.provisioning import ProvisioningError
 
 HOUSING_ORDER = (
     "radicarPostulacion", "verificarIdentidad", "consultarPropiedad", "consultarSisben",
@@ -36,13 +43,11 @@ def _housing_steps(valid: Path) -> list[Path]:
             if (valid / f"{code}-{kind}.xml").exists()]
 
 
-def _rabbitmq_answers(url: str) -> bool:
-    parsed = urlparse(url)
-    try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 5672), timeout=0.5):
-            return True
-    except OSError:
-        return False
+FONVIVIENDA = "CO/GOB/830121208"
+COLSUBSIDIO = "CO/CCF/860007336"
+REGISTRADURIA = "CO/GOB/899999040"
+ORCHESTRATOR = "CO/PLAT/900000002"
+STAGES = "análisis → validación → autenticación → autorización → duplicados → sello de tiempo → registro → enrutamiento"
 
 
 def _short(entities: EntityRegistry, entity_id: str, width: int = 22) -> str:
@@ -51,77 +56,176 @@ def _short(entities: EntityRegistry, entity_id: str, width: int = 22) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
-def _transport_note(settings: Settings) -> str:
+def _choose_transport(settings: Settings) -> tuple[TransportKind, str]:
+    host = urlparse(settings.amqp_url).hostname
     if settings.transport == "embedded":
-        where = "embebido (GEL_TRANSPORT=embedded)"
-    elif _rabbitmq_answers(settings.amqp_url):
-        where = f"RabbitMQ, que responde en {urlparse(settings.amqp_url).hostname}"
-    else:
-        where = "embebido, porque RabbitMQ no responde"
-    return (f"Transporte: {where}. El enrutamiento entre colas aún no está construido: esta demostración "
-            "recorre en proceso las etapas de admisión de la pasarela.")
+        return "embedded", "embebido (GEL_TRANSPORT=embedded)"
+    if not rabbitmq_answers(settings.amqp_url):
+        if settings.transport == "rabbitmq":
+            return "embedded", f"embebido: GEL_TRANSPORT=rabbitmq pero RabbitMQ no responde en {host}"
+        return "embedded", f"embebido, porque RabbitMQ no responde en {host}"
+    if shutil.which("rabbitmqctl") is None:
+        return "embedded", ("embebido: RabbitMQ responde pero no hay rabbitmqctl para crear los usuarios por entidad "
+                            "(ejecute gel topology apply en el nodo)")
+    return "rabbitmq", f"RabbitMQ en {host} (vhost gel-demo, un usuario por entidad)"
+
+
+def _open(settings: Settings) -> LocalPlatform:
+    kind, note = _choose_transport(settings)
+    if kind == "rabbitmq":
+        try:
+            platform = open_platform(settings, "rabbitmq")
+        except (ProvisioningError, TransportError) as exc:
+            kind, note = "embedded", f"embebido, porque RabbitMQ no aceptó la topología ({exc})"
+        else:
+            console.print(f"Transporte: {note}.", soft_wrap=True)
+            return platform
+    console.print(f"Transporte: {note}.", soft_wrap=True)
+    return open_platform(settings, "embedded")
+
+
+def _fault_of(delivery: Delivery | None) -> tuple[str, str]:
+    if delivery is None:
+        return "", "no llegó ninguna respuesta"
+    root = parse_untrusted(delivery.body)
+    return (root.findtext("{*}cuerpo/{*}falla/{*}codFalla") or "",
+            root.findtext("{*}cuerpo/{*}falla/{*}descripcion") or "")
+
+
+def _check_arrival(delivery: Delivery, trust: TrustStore) -> int:
+    """What the recipient's adapter does on arrival: verify the sender's signature and the platform's stamp."""
+    verify_message(delivery.body, trust, window=None)
+    token = base64.b64decode(delivery.headers[HEADER_TIMESTAMP])
+    return int(verify_token(token, digest=hashlib.sha256(delivery.body).digest(), trust=trust).serial)
+
+
+def _expect_fault(platform: LocalPlatform, publisher: str, data: bytes, expected: str, label: str) -> int:
+    platform.send(publisher, data)
+    code, text = _fault_of(platform.receive(publisher))
+    mark = "[green]✓[/]" if code == expected else "[red]✗[/]"
+    console.print(f"   {mark} {label}: falla firmada {code or '(ninguna)'} — {text}", soft_wrap=True)
+    return int(code != expected)
 
 
 def demo() -> None:
-    """Recorre la Ventanilla Única de Subsidios de Vivienda: cada mensaje se valida, se firma con el
-    certificado de su entidad, se autentica, se sella en el tiempo y queda en el registro encadenado."""
+    """Recorre la Ventanilla Única de Subsidios de Vivienda a través de la plataforma: cada entidad publica
+    su mensaje firmado en RabbitMQ (o en el transporte embebido si RabbitMQ no responde), la pasarela lo
+    analiza, valida, autentica, autoriza, sella y registra, y lo entrega en la cola del destinatario, que
+    verifica firma y sello y devuelve un acuse. Luego muestra rechazos y ataques con su falla codificada."""
     settings = get_settings()
-    registry = load_registry(settings.schemas_dir)
+    if "GEL_LOG_LEVEL" not in os.environ:
+        quieten()
     entities = load_entities(settings.entities_file)
     samples = settings.schemas_dir / "samples"
     say = console.print
     say("[bold]GEL Broker — demostración: Ventanilla Única de Subsidios de Vivienda[/]")
-    say(_transport_note(settings), soft_wrap=True)
-
     pki = DevPKI(settings.certs_dir)
     issued = pki.initialise(entities)
     say(f"PKI de desarrollo en {pki.directory} ({len(pki.list())} certificados, {len(issued)} emitidos ahora).",
         soft_wrap=True)
-    trust = pki.trust_store()
-    log = MessageLog(settings.database_url)
+    platform = _open(settings)
+    log = platform.parts.log
     first_seq = log.count() + 1
     say(f"Registro de mensajes: {log.url} (continúa en el registro n.º {first_seq}).", soft_wrap=True)
-    pipeline = Pipeline(registry=registry, trust=trust, tsa=TimeStampAuthority(pki.tsa_credential()), log=log,
-                        replay=MemoryReplayGuard(timedelta(days=1)), window=None, limits=settings.parse_limits)
     surprises = 0
+    try:
+        surprises += _housing_chain(platform, entities, pki, samples / "valid")
+        surprises += _refusals(platform, pki, samples)
+        surprises += _closing(log, pki, settings, first_seq)
+    finally:
+        platform.close()
+    raise typer.Exit(1 if surprises else 0)
 
-    say("\n[bold]1. La cadena de vivienda[/] (validación → firma → autenticación → sello de tiempo → registro → acuse)",
+
+def _housing_chain(platform: LocalPlatform, entities: EntityRegistry, pki: DevPKI, valid: Path) -> int:
+    say = console.print
+    trust = pki.trust_store()
+    say(f"\n[bold]1. La cadena de vivienda atraviesa la plataforma[/]\n   Etapas de la pasarela: {STAGES}",
         soft_wrap=True)
-    signed_messages: list[bytes] = []
-    for index, path in enumerate(_housing_steps(samples / "valid"), start=1):
-        header = read_header(parse_untrusted(path.read_bytes()))
-        signed = sign_message(path.read_bytes(), pki.credential(header.sender))
-        outcome = pipeline.admit(signed)
-        if isinstance(outcome, Rejected):
+    requests: dict[str, bytes] = {}
+    surprises, started = 0, time.perf_counter()
+    steps = _housing_steps(valid)
+    for index, path in enumerate(steps, start=1):
+        code, kind = path.stem.rsplit("-", 1)
+        message = reissue(parse_untrusted(path.read_bytes()), answering=requests.get(code) if kind == "respuesta"
+                          else None)
+        header = read_header(message)
+        signed = sign_message(message, pki.credential(header.sender))
+        requests.setdefault(code, signed)
+        sent = time.perf_counter()
+        platform.send(header.sender, signed)
+        delivery = platform.receive(header.recipient)
+        if delivery is None or delivery.body != signed:
             surprises += 1
-            say(f"  {index:2}. [red]{path.name}: {outcome.falla.code} {outcome.falla.message}[/]", soft_wrap=True)
+            fault, text = _fault_of(platform.receive(header.sender, timeout=1))
+            say(f"  {index:2}. [red]{path.name}: no llegó a su destino {fault} {text}[/]", soft_wrap=True)
             continue
-        receipt = build_receipt(signed, pki.credential(header.recipient))
-        verify_receipt(receipt, signed, trust)
-        signed_messages.append(signed)
+        end_to_end = (time.perf_counter() - sent) * 1000
+        serial = _check_arrival(delivery, trust)
+        verify_receipt(build_receipt(signed, pki.credential(header.recipient)), signed, trust)
+        hop = next((r for r in reversed(platform.wait_routed(index, timeout=5)) if r.message_id == header.message_id),
+                   None)
+        gateway_ms = f"{hop.elapsed_ms:5.1f}" if hop else "  ?  "
         say(f"  {index:2}. {header.message_type.value:9} {header.service.code:31} "
             f"{_short(entities, header.sender):22} → {_short(entities, header.recipient):22} "
-            f"[green]✓[/] registro n.º {outcome.record.seq}, sello {outcome.token.gen_time:%H:%M:%S}, acuse firmado",
-            soft_wrap=True)
+            f"[green]✓[/] pasarela {gateway_ms} ms, total {end_to_end:5.1f} ms, registro n.º "
+            f"{hop.record if hop else '?'}, sello n.º {serial}, acuse firmado", soft_wrap=True)
+    elapsed = time.perf_counter() - started
+    say(f"  {len(steps)} mensajes entregados en {elapsed:.2f} s por {platform.kind}: cada destinatario verificó la "
+        "firma del remitente y el sello de tiempo de la plataforma.", soft_wrap=True)
+    return surprises
 
-    say("\n[bold]2. Mensajes defectuosos[/]: cada uno se rechaza con su código y también queda registrado",
-        soft_wrap=True)
+
+def _refusals(platform: LocalPlatform, pki: DevPKI, samples: Path) -> int:
+    say = console.print
+    surprises = 0
+    say("\n[bold]2. Mensajes defectuosos[/]: la pasarela devuelve al remitente una falla firmada y registra el "
+        "rechazo", soft_wrap=True)
     for path in sorted((samples / "invalid").glob("GEL-*--vivienda-*.xml")):
-        surprises += _expect_rejection(pipeline, path.read_bytes(), path.name.split("--")[0], path.name)
+        data = path.read_bytes()
+        try:
+            publisher = read_header(parse_untrusted(data)).sender
+        except Exception:
+            publisher = FONVIVIENDA
+        surprises += _expect_fault(platform, publisher, data, path.name.split("--")[0], path.name)
 
     say("\n[bold]3. Ataques[/]")
-    if signed_messages:
-        genuine = signed_messages[-1]
-        tampered = genuine.replace(b"39000000", b"93000000", 1)
-        surprises += _expect_rejection(pipeline, tampered, "GEL-AUTH-BAD_SIGNATURE", "valor alterado tras firmar")
-        surprises += _expect_rejection(pipeline, signed_messages[0], "GEL-DUP-REPLAY", "reenvío del mismo mensaje")
-        source = (samples / "valid" / "verificarIdentidad-respuesta.xml").read_bytes()
-        impostor = sign_message(source, pki.credential("CO/CCF/860007336"))
-        surprises += _expect_rejection(pipeline, impostor, "GEL-AUTH-SENDER_MISMATCH",
-                                       "Colsubsidio firma haciéndose pasar por la Registraduría")
+    genuine = sign_message(reissue(parse_untrusted((samples / "valid" / "verificarIdentidad-solicitud.xml")
+                                                   .read_bytes())), pki.credential(ORCHESTRATOR))
+    platform.send(ORCHESTRATOR, genuine)
+    platform.receive(REGISTRADURIA)
+    tampered = genuine.replace(b"1020304050", b"1020304059", 1)
+    surprises += _expect_fault(platform, ORCHESTRATOR, tampered, "GEL-AUTH-BAD_SIGNATURE", "dato alterado tras firmar")
+    reused = sign_message(tampered, pki.credential(ORCHESTRATOR))
+    surprises += _expect_fault(platform, ORCHESTRATOR, reused, "GEL-DUP-REPLAY",
+                               "idMensaje ya usado, con otro contenido")
+    surprises += _expect_fault(platform, COLSUBSIDIO, genuine, "GEL-AUTH-TRANSPORT_USER",
+                               "mensaje del orquestador publicado con la conexión de Colsubsidio")
+    impostor = sign_message((samples / "valid" / "verificarIdentidad-respuesta.xml").read_bytes(),
+                            pki.credential(COLSUBSIDIO))
+    surprises += _expect_fault(platform, COLSUBSIDIO, impostor, "GEL-AUTH-SENDER_MISMATCH",
+                               "Colsubsidio firma haciéndose pasar por la Registraduría")
+    sisben = reissue(parse_untrusted((samples / "valid" / "consultarSisben-solicitud.xml").read_bytes()))
+    unauthorised = sign_message(sign_message(sisben, pki.credential(ORCHESTRATOR)).replace(
+        ORCHESTRATOR.encode(), COLSUBSIDIO.encode(), 1), pki.credential(COLSUBSIDIO))
+    surprises += _expect_fault(platform, COLSUBSIDIO, unauthorised, "GEL-AUTHZ-DENIED",
+                               "Colsubsidio consulta el SISBEN sin estar autorizada en el catálogo")
+    try:
+        platform.send(COLSUBSIDIO, genuine, user_id=ORCHESTRATOR)
+    except PublishError:
+        say("   [green]✓[/] user_id falsificado: el transporte rechazó la publicación (RabbitMQ comprueba user_id)",
+            soft_wrap=True)
+    else:
+        surprises += 1
+        say("   [red]✗ user_id falsificado: el transporte aceptó la publicación[/]")
+    return surprises
 
+
+def _closing(log: MessageLog, pki: DevPKI, settings: Settings, first_seq: int) -> int:
+    say = console.print
     say("\n[bold]4. Registro encadenado[/]")
-    report = log.verify(check_record_evidence(trust))
+    report = log.verify(check_record_evidence(pki.trust_store()))
+    surprises = 0
     if report.ok:
         say(f"  Registro íntegro: {report.checked} registros verificados (cadena de hashes, firmas y sellos).",
             soft_wrap=True)
@@ -129,17 +233,17 @@ def demo() -> None:
         surprises += 1
         say(f"  [red]{report.fault.code if report.fault else ''}: {report.fault.message if report.fault else ''}[/]")
     last = log.count()
-    evidence = Path(settings.database_url.removeprefix("sqlite:///")).parent if settings.database_url.startswith(
-        "sqlite:///") else Path("var")
-    zip_path = export_evidence(log, _last_accepted(log, first_seq, last), evidence / "evidencia-demo.zip",
+    folder = (Path(settings.database_url.removeprefix("sqlite:///")).parent
+              if settings.database_url.startswith("sqlite:///") else Path("var"))
+    zip_path = export_evidence(log, _last_accepted(log, first_seq, last), folder / "evidencia-demo.zip",
                                pki.directory)
     say(f"  Evidencia del último mensaje aceptado: {zip_path}", soft_wrap=True)
     say("  Compruébela sin GEL Broker: descomprima y siga LEAME.txt (xmlsec1 --verify …, openssl ts -verify …).",
         soft_wrap=True)
-    log.close()
-    say("\n[bold]Hecho.[/] Análisis endurecido, validación, firma, autenticación, sellado, registro y acuses. "
-        "Faltan el enrutamiento por RabbitMQ y la orquestación de la cadena (siguientes entregas).", soft_wrap=True)
-    raise typer.Exit(1 if surprises else 0)
+    say("\n[bold]Hecho.[/] Mensajes firmados que cruzan la plataforma por RabbitMQ con usuario por entidad, pasarela "
+        "con todas sus etapas, fallas firmadas y registro verificable. La orquestación de la cadena y los "
+        "adaptadores de los sistemas heredados son las siguientes entregas.", soft_wrap=True)
+    return surprises
 
 
 def _last_accepted(log: MessageLog, first: int, last: int) -> int:
@@ -147,14 +251,3 @@ def _last_accepted(log: MessageLog, first: int, last: int) -> int:
         if log.get(seq).outcome == "aceptado":
             return seq
     return last
-
-
-def _expect_rejection(pipeline: Pipeline, data: bytes, expected: str, label: str) -> int:
-    outcome = pipeline.admit(data)
-    if isinstance(outcome, Admitted):
-        console.print(f"   [red]✗ {label}: aceptado (se esperaba {expected})[/]", soft_wrap=True)
-        return 1
-    mark = "[green]✓[/]" if outcome.falla.code == expected else "[red]✗[/]"
-    console.print(f"   {mark} {label}: {outcome.falla.code} — {outcome.falla.message} "
-                  f"(registro n.º {outcome.record.seq})", soft_wrap=True)
-    return int(outcome.falla.code != expected)

@@ -24,7 +24,7 @@ from broker.security.pki import TrustStore
 from broker.security.timestamp import TimeStampAuthority, TimeStampToken
 from broker.security.verification import ReplayGuard, VerifiedMessage, verify_message
 
-__all__ = ["Admitted", "LogReplayGuard", "Pipeline", "Rejected"]
+__all__ = ["Admitted", "Duplicate", "LogReplayGuard", "Pipeline", "Rejected"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,14 @@ class Admitted:
     message: ValidatedMessage
     verified: VerifiedMessage
     token: TimeStampToken
+    record: LogRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A copy of a message already admitted (a sender's resend, or a worker racing on a redelivery): the
+    log keeps the first; route that one again, the recipient dedupes by idMensaje."""
+
     record: LogRecord
 
 
@@ -81,7 +89,7 @@ class Pipeline:
         return None
 
     def admit(self, data: bytes, *, transport_user: str | None = None,
-              routing: dict[str, str] | None = None) -> Admitted | Rejected:
+              routing: dict[str, str] | None = None) -> Admitted | Duplicate | Rejected:
         """Run every stage; `transport_user` is the AMQP user RabbitMQ authenticated for this delivery."""
         try:
             message = check_message(data, self.registry, self.limits)
@@ -97,13 +105,19 @@ class Pipeline:
                             message_id=header.message_id)
         except GelFault as exc:
             return self._reject(data, exc.falla, routing or {})
-        token = self.tsa.stamp(hashlib.sha256(data).digest())
-        record = self.log.append(LogEntry(
+        digest = hashlib.sha256(data)
+        token = self.tsa.stamp(digest.digest())
+        record, created = self.log.append_once(LogEntry(
             message=data, message_id=header.message_id, sender=header.sender, recipient=header.recipient,
             service=str(header.service), message_type=header.message_type.value, outcome="aceptado",
             token=token.der, routing=routing or {},
         ))
-        return Admitted(message=message, verified=verified, token=token, record=record)
+        if created:
+            return Admitted(message=message, verified=verified, token=token, record=record)
+        if record.message_sha256 == digest.hexdigest():
+            return Duplicate(record=record)
+        return self._reject(data, fault(FaultCode.DUP_REPLAY, location=Location(xpath="/mensaje/encabezado/idMensaje"),
+                                        message_id=header.message_id).falla, routing or {})
 
     def _reject(self, data: bytes, falla: Falla, routing: dict[str, str]) -> Rejected:
         header = _header_if_readable(data, self.limits)

@@ -12,6 +12,7 @@ from enum import StrEnum
 from lxml import etree
 
 from broker.gelxml.namespaces import MENSAJE, SHA256_URI, qname
+from broker.gelxml.parsing import parse_untrusted
 
 __all__ = [
     "Header",
@@ -173,6 +174,20 @@ def reply_header(request: Header, request_bytes: bytes, message_type: MessageTyp
         correlation_id=request.message_id,
         request_hash=message_digest(request_bytes),
     )
+
+
+def reissue(message: etree._Element, *, answering: bytes | None = None) -> etree._Element:
+    """A copy of `message` sent now under a fresh idMensaje; `answering` (a request's bytes) also sets
+    idCorrelacion and hashSolicitud to that request's. Used to send a stored or sample message again."""
+    header = read_header(message)
+    fresh = replace(header, message_id=str(uuid.uuid4()), sent_at=_now().replace(microsecond=0))
+    if answering is not None:
+        request = read_header(parse_untrusted(answering))
+        fresh = replace(fresh, correlation_id=request.message_id, request_hash=message_digest(answering))
+    payload = payload_of(message)
+    if payload is None:
+        raise ValueError("mensaje has no payload to reissue")
+    return build_message(fresh, payload)
 
 
 def message_digest(data: bytes) -> str:

@@ -297,6 +297,16 @@ class MessageLog:
     # -- writing -------------------------------------------------------------------------------
     def append(self, entry: LogEntry) -> LogRecord:
         """Record one message at the end of the chain and return the stored record."""
+        return self._append(entry, once=False)[0]
+
+    def append_once(self, entry: LogEntry) -> tuple[LogRecord, bool]:
+        """Record an accepted message unless one with its idMensaje is already accepted: (record, created).
+
+        The check runs under the chain's write lock, so workers racing with copies of one message leave
+        exactly one accepted record; the loser gets the winner's record back."""
+        return self._append(entry, once=True)
+
+    def _append(self, entry: LogEntry, *, once: bool) -> tuple[LogRecord, bool]:
         if entry.outcome not in OUTCOMES:
             raise ValueError(f"resultado desconocido {entry.outcome!r}: use 'aceptado' o 'rechazado'")
         routing = {str(k): str(v) for k, v in entry.routing.items()}
@@ -306,6 +316,13 @@ class MessageLog:
                 select(self._head.c.last_seq, self._head.c.last_hash, self._head.c.last_recorded_at)
                 .where(self._head.c.id == 1).with_for_update()
             ).one()
+            if once:
+                existing = connection.execute(
+                    select(self._log).where(self._log.c.message_id == entry.message_id,
+                                            self._log.c.outcome == "aceptado").order_by(self._log.c.seq).limit(1)
+                ).first()
+                if existing is not None:
+                    return _record_of(existing._mapping), False
             now = dt.datetime.now(dt.UTC)
             if head.last_recorded_at is not None:
                 now = max(now, _parse_time(head.last_recorded_at))  # a clock step back must not break order
@@ -323,7 +340,7 @@ class MessageLog:
                 update(self._head).where(self._head.c.id == 1)
                 .values(last_seq=record.seq, last_hash=record.record_hash, last_recorded_at=_iso(record.recorded_at))
             )
-        return record
+        return record, True
 
     # -- reading -------------------------------------------------------------------------------
     def get(self, seq: int) -> LogRecord:

@@ -187,3 +187,21 @@ def test_concurrent_appends_make_one_unbroken_chain(database: tuple[str, str | N
     finally:
         for each_log in logs:
             each_log.close()
+
+
+def test_copies_of_one_accepted_message_racing_leave_one_record(database: tuple[str, str | None]) -> None:
+    """Gateway workers handling copies of one message at once: one accepted record, the others get it back."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url, schema = database
+    logs = [MessageLog(url, schema=schema) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(len(logs)) as pool:
+            results = list(pool.map(lambda log: log.append_once(entry(7)), logs * 3))
+        assert sum(created for _, created in results) == 1
+        assert len({record.seq for record, _ in results}) == 1
+        assert [r.outcome for r in logs[0].find("msg-7")] == ["aceptado"]
+        assert logs[0].verify().ok
+    finally:
+        for log in logs:
+            log.close()

@@ -21,7 +21,7 @@ from broker.security.pki import DevPKI
 from broker.security.signing import sign_message
 from broker.security.timestamp import TimeStampAuthority, verify_token
 from broker.security.verification import MemoryReplayGuard
-from tests.conftest import ROOT, SAMPLES
+from tests.conftest import ROOT, SAMPLES, require_tool
 
 REQUEST = SAMPLES / "valid" / "verificarIdentidad-solicitud.xml"
 ORCHESTRATOR = "CO/PLAT/900000002"
@@ -68,15 +68,25 @@ def test_a_replay_of_an_old_message_is_refused_even_without_a_freshness_window(p
     assert isinstance(again, Rejected) and again.falla.code == "GEL-DUP-REPLAY"
 
 
-def test_make_demo_runs_the_housing_window_and_says_what_it_did(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["embedded", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
+def test_make_demo_runs_the_housing_window_and_says_what_it_did(tmp_path: Path, transport: str,
+                                                               request: pytest.FixtureRequest) -> None:
     env = {**os.environ, "GEL_CERTS_DIR": str(tmp_path / "pki"),
-           "GEL_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}", "GEL_TRANSPORT": "embedded"}
+           "GEL_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}", "GEL_TRANSPORT": transport,
+           "GEL_RABBITMQ_CREDENTIALS_FILE": str(tmp_path / "rabbitmq.json")}
+    if transport == "rabbitmq":
+        request.getfixturevalue("amqp_url")
+        require_tool("rabbitmqctl")
     result = subprocess.run([sys.executable, "-m", "broker.cli", "demo"], capture_output=True, text=True,
-                            timeout=120, env=env, cwd=ROOT)
+                            timeout=180, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
-    assert result.stdout.count("acuse firmado") == 20
-    assert "GEL-DUP-REPLAY" in result.stdout and "Registro íntegro" in result.stdout
+    said = {"embedded": "Transporte: embebido (GEL_TRANSPORT=embedded)",
+            "rabbitmq": "Transporte: RabbitMQ en 127.0.0.1 (vhost gel-demo, un usuario por entidad)"}[transport]
+    assert said in result.stdout
+    assert result.stdout.count("acuse firmado") == 20 and "20 mensajes entregados" in result.stdout
+    assert result.stdout.count("falla firmada GEL-") == 7 + 5 and "✗" not in result.stdout
+    assert "GEL-AUTH-TRANSPORT_USER" in result.stdout and "Registro íntegro" in result.stdout
     assert (tmp_path / "evidencia-demo.zip").is_file()
 
 

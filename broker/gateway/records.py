@@ -1,0 +1,112 @@
+"""Operational records (X-Road style): one row per message hop with times, size, outcome and fault code.
+
+Unlike the message log these rows hold no message content and are not chained: they are for monitoring
+(who is slow, what fails, how much traffic) and are queried by the monitoring API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    insert,
+    select,
+)
+from sqlalchemy.engine import make_url
+
+__all__ = ["OperationalRecord", "OperationalRecords"]
+
+_metadata = MetaData()
+_records = Table(
+    "operational_records", _metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("message_id", String(64), nullable=False),
+    Column("hop", String(32), nullable=False),
+    Column("sender", String(64), nullable=False),
+    Column("recipient", String(64), nullable=False),
+    Column("service", String(128), nullable=False),
+    Column("received_at", String(32), nullable=False),
+    Column("completed_at", String(32), nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("fault_code", String(64), nullable=True),
+    Column("log_seq", BigInteger, nullable=True),
+    Column("attempt", Integer, nullable=False),
+    Index("ix_operational_records_message_id", "message_id"),
+    Index("ix_operational_records_completed_at", "completed_at"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OperationalRecord:
+    message_id: str
+    hop: str
+    sender: str
+    recipient: str
+    service: str
+    received_at: dt.datetime
+    completed_at: dt.datetime
+    duration_ms: float
+    size_bytes: int
+    outcome: str
+    fault_code: str | None = None
+    log_seq: int | None = None
+    attempt: int = 0
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+class OperationalRecords:
+    def __init__(self, url: str) -> None:
+        kwargs = {"connect_args": {"timeout": 30, "check_same_thread": False}} \
+            if make_url(url).get_backend_name() == "sqlite" else {"pool_pre_ping": True}
+        self._engine = create_engine(url, **kwargs)
+        _metadata.create_all(self._engine, checkfirst=True)
+
+    def add(self, record: OperationalRecord) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(insert(_records).values(
+                message_id=record.message_id, hop=record.hop, sender=record.sender, recipient=record.recipient,
+                service=record.service, received_at=_iso(record.received_at), completed_at=_iso(record.completed_at),
+                duration_ms=record.duration_ms, size_bytes=record.size_bytes, outcome=record.outcome,
+                fault_code=record.fault_code, log_seq=record.log_seq, attempt=record.attempt,
+            ))
+
+    def for_message(self, message_id: str) -> list[OperationalRecord]:
+        return self._select(select(_records).where(_records.c.message_id == message_id).order_by(_records.c.id))
+
+    def since(self, moment: dt.datetime, *, limit: int = 1000) -> list[OperationalRecord]:
+        query = (select(_records).where(_records.c.completed_at >= _iso(moment))
+                 .order_by(_records.c.id).limit(limit))
+        return self._select(query)
+
+    def _select(self, query: object) -> list[OperationalRecord]:
+        with self._engine.connect() as connection:
+            rows: Sequence[object] = connection.execute(query).all()  # type: ignore[call-overload]
+        return [
+            OperationalRecord(
+                message_id=r.message_id, hop=r.hop, sender=r.sender, recipient=r.recipient, service=r.service,
+                received_at=dt.datetime.fromisoformat(r.received_at),
+                completed_at=dt.datetime.fromisoformat(r.completed_at), duration_ms=r.duration_ms,
+                size_bytes=r.size_bytes, outcome=r.outcome, fault_code=r.fault_code, log_seq=r.log_seq,
+                attempt=r.attempt,
+            )
+            for r in rows  # type: ignore[attr-defined]
+        ]
+
+    def close(self) -> None:
+        self._engine.dispose()

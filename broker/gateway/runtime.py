@@ -1,0 +1,61 @@
+"""Assemble a gateway worker from the settings: the one place that wires registry, PKI, TSA, log, catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from broker.catalog import load_catalog
+from broker.gateway.gateway import Gateway, Routed
+from broker.gateway.pipeline import LogReplayGuard, Pipeline
+from broker.gateway.records import OperationalRecords
+from broker.gelxml import load_registry
+from broker.security.entities import load_entities
+from broker.security.message_log import MessageLog
+from broker.security.pki import DevPKI
+from broker.security.timestamp import TimeStampAuthority
+from broker.settings import Settings
+from broker.transport.abc import Transport
+from broker.transport.provisioning import load_credentials
+
+__all__ = ["GatewayParts", "build_gateway", "gateway_amqp_url", "platform_entity"]
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayParts:
+    gateway: Gateway
+    pipeline: Pipeline
+    log: MessageLog
+    records: OperationalRecords
+
+
+def platform_entity(settings: Settings, kind: str = "pasarela") -> str:
+    """The id of the platform component of `kind` (pasarela, orquestador) in the entity registry."""
+    found = load_entities(settings.entities_file).of_kind(kind)
+    if not found:
+        raise ValueError(f"el registro de entidades {settings.entities_file} no tiene ninguna entidad de tipo {kind}")
+    return found[0].id
+
+
+def gateway_amqp_url(settings: Settings) -> str:
+    """The gateway connects as the `pasarela` entity's RabbitMQ user (credentials from `gel topology apply`)."""
+    credentials = load_credentials(settings.rabbitmq_credentials_file)
+    return credentials.url(settings.amqp_url, platform_entity(settings))
+
+
+def build_gateway(settings: Settings, transport: Transport, *, on_routed: Callable[[Routed], None] | None = None,
+                  prefetch: int = 64) -> GatewayParts:
+    pki = DevPKI(settings.certs_dir)
+    platform_id = platform_entity(settings)
+    log = MessageLog(settings.database_url)
+    pipeline = Pipeline(
+        registry=load_registry(settings.schemas_dir), trust=pki.trust_store(),
+        tsa=TimeStampAuthority(pki.tsa_credential()), log=log, replay=LogReplayGuard(log),
+        window=timedelta(seconds=settings.replay_window_seconds), limits=settings.parse_limits,
+        catalog=load_catalog(settings.catalog_file),
+    )
+    records = OperationalRecords(settings.database_url)
+    gateway = Gateway(transport, pipeline, pki.credential(platform_id), platform_id=platform_id,
+                      prefetch=prefetch, records=records, on_routed=on_routed)
+    return GatewayParts(gateway=gateway, pipeline=pipeline, log=log, records=records)
