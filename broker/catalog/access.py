@@ -2,9 +2,10 @@
 
 A request (`solicitud`) is allowed when its service version is in the catalog and not retired, its sender
 is a listed caller and its recipient a listed provider. An event must come from a provider and go to a
-listed subscriber. Replies (`respuesta`, `acuse`, `falla`) are not in the catalog: they are allowed when
-they answer a request the platform routed from their recipient to their sender, which the caller checks
-with `replied_request` (the message log knows every routed request).
+listed subscriber, or to the platform itself, which publishes it to every subscriber (fan-out). Replies
+are not in the catalog: a `respuesta` or `falla` must answer a request the platform routed from its
+recipient to its sender; an `acuse` may acknowledge any request, response or event so routed. The
+caller looks routed messages up with `routed_request` (the message log knows every one).
 """
 
 from __future__ import annotations
@@ -38,14 +39,22 @@ class ServiceEntry:
     providers: frozenset[str]
     callers: frozenset[str]
     subscribers: frozenset[str] = frozenset()
+    reply_within_seconds: int | None = None
+    """How long a provider has to answer a request before the caller gets GEL-ROUTE-REPLY_TIMEOUT."""
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.code, self.version)
 
 
-RequestLookup = Callable[[str], tuple[str, str] | None]
-"""idMensaje → (sender, recipient) of a request the platform routed, or None."""
+RequestLookup = Callable[[str], tuple[str, str, MessageType] | None]
+"""idMensaje → (sender, recipient, type) of a message the platform routed, or None."""
+
+_ANSWERABLE = {
+    MessageType.RESPONSE: frozenset({MessageType.REQUEST}),
+    MessageType.FAULT: frozenset({MessageType.REQUEST}),
+    MessageType.RECEIPT: frozenset({MessageType.REQUEST, MessageType.RESPONSE, MessageType.EVENT}),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +64,15 @@ class Catalog:
     def get(self, code: str, version: str) -> ServiceEntry | None:
         return self.entries.get((code, version))
 
-    def authorise(self, header: Header, *, routed_request: RequestLookup) -> ServiceEntry | None:
+    def recipients(self, header: Header, *, platform_id: str | None) -> tuple[str, ...]:
+        """Where an authorised message goes: its recipient, or every subscriber of an event sent to the platform."""
+        if header.message_type is MessageType.EVENT and header.recipient == platform_id:
+            entry = self.get(header.service.code, header.service.version)
+            return tuple(sorted(entry.subscribers)) if entry else ()
+        return (header.recipient,)
+
+    def authorise(self, header: Header, *, routed_request: RequestLookup,
+                  platform_id: str | None = None) -> ServiceEntry | None:
         """Raise a GEL-AUTHZ-* fault unless `header` may pass; return the service entry for requests/events."""
         if header.message_type.is_reply:
             self._authorise_reply(header, routed_request)
@@ -73,7 +90,9 @@ class Catalog:
             if header.sender not in entry.providers:
                 raise fault(FaultCode.AUTHZ_DENIED, location=_SERVICE_PATH, caller=header.sender,
                             service=service, version=version)
-            if header.recipient not in entry.subscribers:
+            if header.recipient == platform_id and not entry.subscribers:
+                raise fault(FaultCode.AUTHZ_NO_SUBSCRIBERS, location=_SERVICE_PATH, service=service, version=version)
+            if header.recipient != platform_id and header.recipient not in entry.subscribers:
                 raise fault(FaultCode.AUTHZ_DENIED, location=_SERVICE_PATH, caller=header.recipient,
                             service=service, version=version)
             return entry
@@ -89,7 +108,8 @@ class Catalog:
     @staticmethod
     def _authorise_reply(header: Header, routed_request: RequestLookup) -> None:
         request = routed_request(header.correlation_id or "")
-        if request is None or request != (header.recipient, header.sender):
+        if (request is None or request[:2] != (header.recipient, header.sender)
+                or request[2] not in _ANSWERABLE.get(header.message_type, frozenset())):
             raise fault(FaultCode.AUTHZ_UNSOLICITED_REPLY, location=Location(xpath="/mensaje/encabezado/idCorrelacion"),
                         message_type=header.message_type.value, correlation=header.correlation_id or "(ninguno)",
                         recipient=header.recipient, sender=header.sender)
@@ -106,6 +126,7 @@ def load_catalog(path: Path) -> Catalog:
                 status=ServiceStatus(item.get("status", "activo")),
                 providers=frozenset(item.get("providers", [])), callers=frozenset(item.get("callers", [])),
                 subscribers=frozenset(item.get("subscribers", [])),
+                reply_within_seconds=int(item["reply_within_seconds"]) if "reply_within_seconds" in item else None,
             )
         except (KeyError, ValueError) as exc:
             raise ValueError(f"{path}: el servicio n.º {index} no es válido ({exc})") from None

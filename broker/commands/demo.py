@@ -162,18 +162,39 @@ def _housing_chain(platform: LocalPlatform, entities: EntityRegistry, pki: DevPK
             continue
         end_to_end = (time.perf_counter() - sent) * 1000
         serial = _check_arrival(delivery, trust)
-        verify_receipt(build_receipt(signed, pki.credential(header.recipient)), signed, trust)
-        hop = next((r for r in reversed(platform.wait_routed(index, timeout=5)) if r.message_id == header.message_id),
-                   None)
+        platform.send(header.recipient, build_receipt(delivery.body, pki.credential(header.recipient)))
+        receipt = platform.receive(header.sender)
+        if receipt is None:
+            surprises += 1
+            say(f"  {index:2}. [red]{path.name}: el acuse no volvió al remitente[/]", soft_wrap=True)
+            continue
+        verify_receipt(receipt.body, signed, trust)
+        hop = next((r for r in reversed(platform.wait_routed(2 * index - 1, timeout=5))
+                    if r.message_id == header.message_id), None)
         gateway_ms = f"{hop.elapsed_ms:5.1f}" if hop else "  ?  "
         say(f"  {index:2}. {header.message_type.value:9} {header.service.code:31} "
             f"{_short(entities, header.sender):22} → {_short(entities, header.recipient):22} "
             f"[green]✓[/] pasarela {gateway_ms} ms, total {end_to_end:5.1f} ms, registro n.º "
-            f"{hop.record if hop else '?'}, sello n.º {serial}, acuse firmado", soft_wrap=True)
+            f"{hop.record if hop else '?'}, sello n.º {serial}, acuse firmado de vuelta", soft_wrap=True)
     elapsed = time.perf_counter() - started
-    say(f"  {len(steps)} mensajes entregados en {elapsed:.2f} s por {platform.kind}: cada destinatario verificó la "
-        "firma del remitente y el sello de tiempo de la plataforma.", soft_wrap=True)
-    return surprises
+    carrier = "RabbitMQ" if platform.kind == "rabbitmq" else "el transporte embebido"
+    say(f"  {len(steps)} mensajes entregados en {elapsed:.2f} s por {carrier}, con sus {len(steps)} acuses: cada "
+        "destinatario verificó la firma del remitente y el sello de tiempo de la plataforma.", soft_wrap=True)
+    return surprises + _fan_out(platform, entities, pki, valid)
+
+
+def _fan_out(platform: LocalPlatform, entities: EntityRegistry, pki: DevPKI, valid: Path) -> int:
+    """Fonvivienda publishes its decision once, to the platform; the catalog's subscribers each get it."""
+    event = sign_message(reissue(parse_untrusted((valid / "asignarSubsidio-evento.xml").read_bytes())),
+                         pki.credential(FONVIVIENDA))
+    subscribers = platform.parts.pipeline.recipients_of(read_header(parse_untrusted(event)))
+    platform.send(FONVIVIENDA, event)
+    reached = [s for s in subscribers if (d := platform.receive(s)) is not None and d.body == event]
+    names = ", ".join(_short(entities, s, 30) for s in reached)
+    ok = len(reached) == len(subscribers) > 0
+    console.print(f"  Evento asignarSubsidio publicado una vez por Fonvivienda → {len(reached)} suscriptores del "
+                  f"catálogo: {names} {'[green]✓[/]' if ok else '[red]✗[/]'}", soft_wrap=True)
+    return int(not ok)
 
 
 def _refusals(platform: LocalPlatform, pki: DevPKI, samples: Path) -> int:

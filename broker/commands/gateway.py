@@ -36,7 +36,7 @@ def _worker(index: int, prefetch: int) -> None:
     stop.wait()
     parts.gateway.stop()
     transport.close()
-    parts.log.close()
+    parts.close()
     log.info("gateway.worker_stopped")
 
 

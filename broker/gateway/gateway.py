@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -26,16 +27,18 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from broker.gateway.deadlines import ReplyDeadlines
 from broker.gateway.pipeline import Admitted, Duplicate, Pipeline, Rejected
 from broker.gateway.records import OperationalRecord, OperationalRecords
 from broker.gelxml import Falla, GelFault, ServiceRef
 from broker.gelxml.envelope import Header, MessageType, build_message, new_header, read_header, serialize
+from broker.gelxml.faults import FaultCode, fault
 from broker.gelxml.parsing import parse_untrusted
 from broker.logs import get_logger
 from broker.security.message_log import LogRecord
 from broker.security.pki import Credential
 from broker.security.signing import sign_element
-from broker.transport.abc import Consumer, Delivery, OutgoingMessage, Transport, TransportError
+from broker.transport.abc import Consumer, Delivery, OutgoingMessage, PublishError, Transport, TransportError
 from broker.transport.topology import DEAD_LETTER_EXCHANGE, DELIVER_EXCHANGE, INGRESS_QUEUE, entity_key
 
 __all__ = ["HEADER_TIMESTAMP", "Gateway", "Routed", "fault_message"]
@@ -93,6 +96,7 @@ class Gateway:
 
     def __init__(self, transport: Transport, pipeline: Pipeline, credential: Credential, *, platform_id: str,
                  prefetch: int = 64, max_attempts: int = 5, records: OperationalRecords | None = None,
+                 deadlines: ReplyDeadlines | None = None, sweep_seconds: float = 1.0,
                  on_routed: Callable[[Routed], None] | None = None) -> None:
         self.transport = transport
         self.pipeline = pipeline
@@ -102,16 +106,75 @@ class Gateway:
         self.max_attempts = max_attempts
         self.on_routed = on_routed
         self.records = records
+        self.deadlines = deadlines
+        self.sweep_seconds = sweep_seconds
         self._consumer: Consumer | None = None
+        self._stopping = threading.Event()
+        self._sweeper: threading.Thread | None = None
 
     def start(self) -> None:
+        self._stopping.clear()
         self._consumer = self.transport.consume(INGRESS_QUEUE, self.handle, prefetch=self.prefetch)
+        if self.deadlines is not None:
+            self._sweeper = threading.Thread(target=self._sweep_until_stopped, name="gel-gateway-deadlines",
+                                             daemon=True)
+            self._sweeper.start()
         log.info("gateway.started", queue=INGRESS_QUEUE, prefetch=self.prefetch)
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._consumer is not None:
             self._consumer.cancel()
             self._consumer = None
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=10)
+            self._sweeper = None
+
+    # -- reply deadlines -----------------------------------------------------------------------
+    def _track_replies(self, header: Header) -> None:
+        if self.deadlines is None:
+            return
+        if header.message_type is MessageType.REQUEST and self.pipeline.catalog is not None:
+            entry = self.pipeline.catalog.get(header.service.code, header.service.version)
+            if entry is not None and entry.reply_within_seconds:
+                self.deadlines.expect(header, within_seconds=entry.reply_within_seconds)
+        elif header.message_type in (MessageType.RESPONSE, MessageType.FAULT) and header.correlation_id:
+            self.deadlines.answered(header.correlation_id)
+
+    def _sweep_until_stopped(self) -> None:
+        while not self._stopping.wait(self.sweep_seconds):
+            try:
+                self.sweep()
+            except TRANSIENT as exc:
+                log.warning("gateway.sweep_failed", reason=str(exc))
+
+    def sweep(self, now: dt.datetime | None = None) -> int:
+        """Tell every caller whose request ran out of time, with a signed GEL-ROUTE-REPLY_TIMEOUT falla."""
+        assert self.deadlines is not None
+        expired = self.deadlines.claim_expired(now)
+        for pending in expired:
+            falla = fault(FaultCode.ROUTE_REPLY_TIMEOUT, recipient=pending.recipient, message_id=pending.message_id,
+                          seconds=pending.within_seconds).falla
+            body = fault_message(falla, original=pending.request_header(), recipient=pending.sender,
+                                 credential=self.credential, sender=self.platform_id)
+            try:
+                self.transport.publish(OutgoingMessage(
+                    exchange=DELIVER_EXCHANGE, routing_key=entity_key(pending.sender), body=body,
+                    message_id=read_header(parse_untrusted(body)).message_id, correlation_id=pending.message_id,
+                )).result(timeout=30)
+            except (*TRANSIENT, PublishError):
+                self.deadlines.release(pending.message_id)
+                raise
+            log.warning("gateway.reply_timeout", message_id=pending.message_id, recipient=pending.recipient,
+                        caller=pending.sender, seconds=pending.within_seconds)
+            if self.records is not None:
+                now_utc = dt.datetime.now(dt.UTC)
+                self.records.add(OperationalRecord(
+                    message_id=pending.message_id, hop="plazo_respuesta", sender=pending.recipient,
+                    recipient=pending.sender, service=str(pending.service), received_at=pending.deadline,
+                    completed_at=now_utc, duration_ms=0.0, size_bytes=len(body), outcome="sin_respuesta",
+                    fault_code=str(falla.code)))
+        return len(expired)
 
     # -- one delivery --------------------------------------------------------------------------
     def handle(self, delivery: Delivery) -> None:
@@ -127,48 +190,45 @@ class Gateway:
     def _process(self, delivery: Delivery, started: _Clock) -> None:
         previous = self._already_admitted(delivery)
         if previous is not None:
-            self._route(delivery, previous.sender, previous.recipient, previous.service, previous.message_id,
-                        previous.token, previous.seq, started, outcome="reenviado")
+            record, header = previous
+            self._route(delivery, record, self.pipeline.recipients_of(header), started, outcome="reenviado")
             return
         routing = {"cola": delivery.queue, "usuarioAmqp": delivery.user_id or "",
                    "intento": str(delivery.delivery_count)}
         outcome = self.pipeline.admit(delivery.body, transport_user=delivery.user_id or ANONYMOUS, routing=routing)
         if isinstance(outcome, Admitted):
-            header = outcome.verified.header
-            self._route(delivery, header.sender, header.recipient, str(header.service), header.message_id,
-                        outcome.token.der, outcome.record.seq, started, correlation_id=header.correlation_id)
+            self._track_replies(outcome.verified.header)
+            self._route(delivery, outcome.record, outcome.recipients, started,
+                        correlation_id=outcome.verified.header.correlation_id)
         elif isinstance(outcome, Duplicate):
-            kept = outcome.record
-            self._route(delivery, kept.sender, kept.recipient, kept.service, kept.message_id, kept.token, kept.seq,
-                        started, outcome="reenviado")
+            self._route(delivery, outcome.record, outcome.recipients, started, outcome="reenviado")
         else:
             self._refuse(delivery, outcome, started)
 
-    def _already_admitted(self, delivery: Delivery) -> LogRecord | None:
+    def _already_admitted(self, delivery: Delivery) -> tuple[LogRecord, Header] | None:
         """The log record of this exact message if its sender, on its own connection, already got it admitted."""
-        digest = hashlib.sha256(delivery.body).hexdigest()
         header = _header_of(delivery.body)
-        message_id = header.message_id if header else delivery.message_id
-        if not message_id:
+        if header is None:
             return None
-        for record in self.pipeline.log.find(message_id):
+        digest = hashlib.sha256(delivery.body).hexdigest()
+        for record in self.pipeline.log.find(header.message_id):
             if record.outcome == "aceptado" and record.message_sha256 == digest and record.sender == delivery.user_id:
-                return record
+                return record, header
         return None
 
-    def _route(self, delivery: Delivery, sender: str, recipient: str, service: str, message_id: str,
-               token: bytes | None, seq: int, started: _Clock, *, correlation_id: str | None = None,
-               outcome: str = "entregado") -> None:
-        headers: dict[str, Any] = {HEADER_RECORD: seq}
-        if token is not None:
-            headers[HEADER_TIMESTAMP] = base64.b64encode(token).decode("ascii")
-        future = self.transport.publish(OutgoingMessage(
+    def _route(self, delivery: Delivery, record: LogRecord, recipients: tuple[str, ...], started: _Clock, *,
+               correlation_id: str | None = None, outcome: str = "entregado") -> None:
+        """Publish the sender's exact bytes to each recipient's queue (several for an event's subscribers)."""
+        headers: dict[str, Any] = {HEADER_RECORD: record.seq}
+        if record.token is not None:
+            headers[HEADER_TIMESTAMP] = base64.b64encode(record.token).decode("ascii")
+        futures = [self.transport.publish(OutgoingMessage(
             exchange=DELIVER_EXCHANGE, routing_key=entity_key(recipient), body=delivery.body,
-            message_id=message_id, correlation_id=correlation_id, headers=headers,
-        ))
-        self._settle_when_confirmed(future, delivery, started.routed(
-            outcome, delivery, message_id=message_id, sender=sender, recipient=recipient, service=service,
-            fault_code=None, record=seq))
+            message_id=record.message_id, correlation_id=correlation_id, headers=headers,
+        )) for recipient in recipients]
+        self._settle_when_confirmed(futures, delivery, [started.routed(
+            outcome, delivery, message_id=record.message_id, sender=record.sender, recipient=recipient,
+            service=record.service, fault_code=None, record=record.seq) for recipient in recipients])
 
     def _refuse(self, delivery: Delivery, rejected: Rejected, started: _Clock) -> None:
         original = _header_of(delivery.body)
@@ -184,27 +244,40 @@ class Gateway:
             correlation_id=original.message_id if original else None,
             headers={HEADER_RECORD: rejected.record.seq},
         ))
-        self._settle_when_confirmed(future, delivery, started.routed(
+        self._settle_when_confirmed([future], delivery, [started.routed(
             "rechazado", delivery, message_id=original.message_id if original else "",
             sender=original.sender if original else recipient, recipient=self.platform_id,
             service=str(original.service) if original else "", fault_code=str(rejected.falla.code),
-            record=rejected.record.seq))
+            record=rejected.record.seq)])
 
-    def _settle_when_confirmed(self, future: Future[None], delivery: Delivery, routed: Routed) -> None:
-        def settle(done: Future[None]) -> None:
-            error = done.exception()
-            if error is None:
-                self.transport.ack(delivery)
-                log.info("gateway.routed", message_id=routed.message_id, recipient=routed.recipient,
-                         outcome=routed.outcome, fault=routed.fault_code, record=routed.record, ms=routed.elapsed_ms)
+    def _settle_when_confirmed(self, futures: list[Future[None]], delivery: Delivery, routed: list[Routed]) -> None:
+        """Ack the ingress delivery once every publish it caused is confirmed; retry it if any failed."""
+        remaining = [len(futures)]
+        lock = threading.Lock()
+
+        def settle(_done: Future[None]) -> None:
+            with lock:
+                remaining[0] -= 1
+                if remaining[0]:
+                    return
+            errors = [f.exception() for f in futures if f.exception() is not None]
+            if errors:
+                self._retry(delivery, f"publicación no confirmada: {errors[0]}")
+                return
+            self.transport.ack(delivery)
+            for item in routed:
+                log.info("gateway.routed", message_id=item.message_id, recipient=item.recipient,
+                         outcome=item.outcome, fault=item.fault_code, record=item.record, ms=item.elapsed_ms)
                 if self.records is not None:
-                    self._keep_record(routed)
+                    self._keep_record(item)
                 if self.on_routed is not None:
-                    self.on_routed(routed)
-            else:
-                self._retry(delivery, f"publicación no confirmada: {error}")
+                    self.on_routed(item)
 
-        future.add_done_callback(settle)
+        if not futures:
+            self._dead_letter(delivery, "el mensaje admitido no tiene destinatarios")
+            return
+        for future in futures:
+            future.add_done_callback(settle)
 
     def _keep_record(self, routed: Routed) -> None:
         assert self.records is not None

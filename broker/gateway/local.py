@@ -67,8 +67,7 @@ class LocalPlatform:
         self.parts.gateway.stop()
         for transport in self._opened.values():
             transport.close()
-        self.parts.log.close()
-        self.parts.records.close()
+        self.parts.close()
 
 
 def open_platform(settings: Settings, kind: TransportKind, *, vhost: str = "gel-demo",

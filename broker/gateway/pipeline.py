@@ -35,6 +35,8 @@ class Admitted:
     verified: VerifiedMessage
     token: TimeStampToken
     record: LogRecord
+    recipients: tuple[str, ...]
+    """Where to route it: the envelope's recipient, or an event's subscribers (catalog fan-out)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,7 @@ class Duplicate:
     log keeps the first; route that one again, the recipient dedupes by idMensaje."""
 
     record: LogRecord
+    recipients: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +83,19 @@ class Pipeline:
     window: timedelta | None = timedelta(seconds=300)
     limits: ParseLimits = DEFAULT_LIMITS
     catalog: Catalog | None = None
+    platform_id: str | None = None
+    """The gateway's entity id: an event addressed to it is published to the service's subscribers."""
 
-    def routed_request(self, message_id: str) -> tuple[str, str] | None:
-        """(sender, recipient) of the request `message_id` if the platform admitted it."""
+    def recipients_of(self, header: Header) -> tuple[str, ...]:
+        if self.catalog is None:
+            return (header.recipient,)
+        return self.catalog.recipients(header, platform_id=self.platform_id)
+
+    def routed_request(self, message_id: str) -> tuple[str, str, MessageType] | None:
+        """(sender, recipient, type) of the message `message_id` if the platform admitted it."""
         for record in self.log.find(message_id):
-            if record.outcome == "aceptado" and record.message_type == MessageType.REQUEST.value:
-                return (record.sender, record.recipient)
+            if record.outcome == "aceptado":
+                return (record.sender, record.recipient, MessageType(record.message_type))
         return None
 
     def admit(self, data: bytes, *, transport_user: str | None = None,
@@ -99,7 +109,7 @@ class Pipeline:
                 raise fault(FaultCode.AUTH_TRANSPORT_USER, location=Location(xpath="/mensaje/encabezado/entidadOrigen"),
                             transport_user=transport_user, claimed=header.sender)
             if self.catalog is not None:
-                self.catalog.authorise(header, routed_request=self.routed_request)
+                self.catalog.authorise(header, routed_request=self.routed_request, platform_id=self.platform_id)
             if self.replay is not None and not self.replay.first_seen(header.message_id, header.sent_at):
                 raise fault(FaultCode.DUP_REPLAY, location=Location(xpath="/mensaje/encabezado/idMensaje"),
                             message_id=header.message_id)
@@ -113,9 +123,10 @@ class Pipeline:
             token=token.der, routing=routing or {},
         ))
         if created:
-            return Admitted(message=message, verified=verified, token=token, record=record)
+            return Admitted(message=message, verified=verified, token=token, record=record,
+                            recipients=self.recipients_of(header))
         if record.message_sha256 == digest.hexdigest():
-            return Duplicate(record=record)
+            return Duplicate(record=record, recipients=self.recipients_of(header))
         return self._reject(data, fault(FaultCode.DUP_REPLAY, location=Location(xpath="/mensaje/encabezado/idMensaje"),
                                         message_id=header.message_id).falla, routing or {})
 

@@ -19,11 +19,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    create_engine,
     insert,
     select,
 )
-from sqlalchemy.engine import make_url
+
+from broker.gateway.store import iso, open_engine
 
 __all__ = ["OperationalRecord", "OperationalRecords"]
 
@@ -66,22 +66,16 @@ class OperationalRecord:
     attempt: int = 0
 
 
-def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
-
-
 class OperationalRecords:
     def __init__(self, url: str) -> None:
-        kwargs = {"connect_args": {"timeout": 30, "check_same_thread": False}} \
-            if make_url(url).get_backend_name() == "sqlite" else {"pool_pre_ping": True}
-        self._engine = create_engine(url, **kwargs)
+        self._engine = open_engine(url)
         _metadata.create_all(self._engine, checkfirst=True)
 
     def add(self, record: OperationalRecord) -> None:
         with self._engine.begin() as connection:
             connection.execute(insert(_records).values(
                 message_id=record.message_id, hop=record.hop, sender=record.sender, recipient=record.recipient,
-                service=record.service, received_at=_iso(record.received_at), completed_at=_iso(record.completed_at),
+                service=record.service, received_at=iso(record.received_at), completed_at=iso(record.completed_at),
                 duration_ms=record.duration_ms, size_bytes=record.size_bytes, outcome=record.outcome,
                 fault_code=record.fault_code, log_seq=record.log_seq, attempt=record.attempt,
             ))
@@ -90,7 +84,7 @@ class OperationalRecords:
         return self._select(select(_records).where(_records.c.message_id == message_id).order_by(_records.c.id))
 
     def since(self, moment: dt.datetime, *, limit: int = 1000) -> list[OperationalRecord]:
-        query = (select(_records).where(_records.c.completed_at >= _iso(moment))
+        query = (select(_records).where(_records.c.completed_at >= iso(moment))
                  .order_by(_records.c.id).limit(limit))
         return self._select(query)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from broker.catalog import load_catalog
+from broker.gateway.deadlines import ReplyDeadlines
 from broker.gateway.gateway import Gateway, Routed
 from broker.gateway.pipeline import LogReplayGuard, Pipeline
 from broker.gateway.records import OperationalRecords
@@ -28,6 +29,13 @@ class GatewayParts:
     pipeline: Pipeline
     log: MessageLog
     records: OperationalRecords
+    deadlines: ReplyDeadlines
+
+    def close(self) -> None:
+        self.gateway.stop()
+        self.log.close()
+        self.records.close()
+        self.deadlines.close()
 
 
 def platform_entity(settings: Settings, kind: str = "pasarela") -> str:
@@ -53,9 +61,10 @@ def build_gateway(settings: Settings, transport: Transport, *, on_routed: Callab
         registry=load_registry(settings.schemas_dir), trust=pki.trust_store(),
         tsa=TimeStampAuthority(pki.tsa_credential()), log=log, replay=LogReplayGuard(log),
         window=timedelta(seconds=settings.replay_window_seconds), limits=settings.parse_limits,
-        catalog=load_catalog(settings.catalog_file),
+        catalog=load_catalog(settings.catalog_file), platform_id=platform_id,
     )
     records = OperationalRecords(settings.database_url)
+    deadlines = ReplyDeadlines(settings.database_url)
     gateway = Gateway(transport, pipeline, pki.credential(platform_id), platform_id=platform_id,
-                      prefetch=prefetch, records=records, on_routed=on_routed)
-    return GatewayParts(gateway=gateway, pipeline=pipeline, log=log, records=records)
+                      prefetch=prefetch, records=records, deadlines=deadlines, on_routed=on_routed)
+    return GatewayParts(gateway=gateway, pipeline=pipeline, log=log, records=records, deadlines=deadlines)

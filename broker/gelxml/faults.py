@@ -77,6 +77,7 @@ class FaultCode(StrEnum):
     AUTHZ_DENIED = "GEL-AUTHZ-DENIED"
     AUTHZ_WRONG_PROVIDER = "GEL-AUTHZ-WRONG_PROVIDER"
     AUTHZ_UNSOLICITED_REPLY = "GEL-AUTHZ-UNSOLICITED_REPLY"
+    AUTHZ_NO_SUBSCRIBERS = "GEL-AUTHZ-NO_SUBSCRIBERS"
     ROUTE_UNAVAILABLE = "GEL-ROUTE-UNAVAILABLE"
     ROUTE_REPLY_TIMEOUT = "GEL-ROUTE-REPLY_TIMEOUT"
     DUP_REPLAY = "GEL-DUP-REPLAY"
@@ -249,6 +250,11 @@ _CATALOGUE: dict[FaultCode, FaultSpec] = {
         Stage.AUTHORISE,
         "Este {message_type} responde al mensaje {correlation}, pero la plataforma no enrutó ninguna "
         "solicitud con ese idMensaje de {recipient} a {sender}.",
+    ),
+    FaultCode.AUTHZ_NO_SUBSCRIBERS: FaultSpec(
+        Stage.AUTHORISE,
+        "El evento {service} versión {version} se publicó a la plataforma, pero el catálogo no le registra "
+        "suscriptores; publíquelo a una entidad concreta o pida al proveedor registrar los suscriptores.",
     ),
     FaultCode.ROUTE_UNAVAILABLE: FaultSpec(
         Stage.ROUTE,

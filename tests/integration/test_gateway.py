@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from broker.gelxml import FaultCode, MessageType
 from broker.gelxml.envelope import read_header, reissue
 from broker.gelxml.parsing import parse_untrusted
 from broker.security.pki import DevPKI
+from broker.security.receipts import build_receipt, verify_receipt
 from broker.security.signing import sign_message
 from broker.security.timestamp import verify_token
 from broker.security.verification import verify_message
@@ -28,10 +30,14 @@ from broker.settings import Settings
 from broker.transport.abc import Delivery, PublishError
 from tests.conftest import ENTITIES_FILE, ROOT, SAMPLES
 
+CATALOG_FILE = ROOT / "deploy" / "catalog.yaml"
+
 GATEWAY = "CO/PLAT/900000001"
 ORCHESTRATOR = "CO/PLAT/900000002"
 REGISTRADURIA = "CO/GOB/899999040"
 COLSUBSIDIO = "CO/CCF/860007336"
+FONVIVIENDA = "CO/GOB/830121208"
+SUBSCRIBERS = ("CO/CCF/860007336", "CO/CCF/860066942", "CO/FID/860525148", "CO/PRIV/900123451")
 
 
 @dataclass
@@ -56,14 +62,35 @@ class Platform:
         return routed
 
 
-@pytest.fixture(params=["embedded", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
-def platform(request: pytest.FixtureRequest, tmp_path: Path, pki: DevPKI) -> Iterator[Platform]:
+TRANSPORTS = ["embedded", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)]
+
+
+def start(request: pytest.FixtureRequest, tmp_path: Path, pki: DevPKI, catalog: Path = CATALOG_FILE) -> Platform:
     settings = Settings(certs_dir=pki.directory, database_url=f"sqlite:///{tmp_path / 'gel.db'}",
-                        schemas_dir=ROOT / "schemas", entities_file=ENTITIES_FILE)
+                        schemas_dir=ROOT / "schemas", entities_file=ENTITIES_FILE, catalog_file=catalog)
     credentials = request.getfixturevalue("rabbitmq_platform")[1] if request.param == "rabbitmq" else None
-    local = open_platform(settings, request.param, credentials=credentials)
-    yield Platform(local, pki)
-    local.close()
+    return Platform(open_platform(settings, request.param, credentials=credentials), pki)
+
+
+@pytest.fixture(params=TRANSPORTS)
+def platform(request: pytest.FixtureRequest, tmp_path: Path, pki: DevPKI) -> Iterator[Platform]:
+    started = start(request, tmp_path, pki)
+    yield started
+    started.local.close()
+
+
+@pytest.fixture(params=TRANSPORTS)
+def impatient(request: pytest.FixtureRequest, tmp_path: Path, pki: DevPKI) -> Iterator[Platform]:
+    """A platform whose catalog gives verificarIdentidad one second to answer."""
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(CATALOG_FILE.read_text(encoding="utf-8").replace(
+        "{code: verificarIdentidad, version: \"1.0\", status: activo, reply_within_seconds: 120,",
+        "{code: verificarIdentidad, version: \"1.0\", status: activo, reply_within_seconds: 1,"), encoding="utf-8")
+    assert "reply_within_seconds: 1," in catalog.read_text(encoding="utf-8")
+    started = start(request, tmp_path, pki, catalog)
+    started.local.parts.gateway.sweep_seconds = 0.2
+    yield started
+    started.local.close()
 
 
 def signed(name: str, pki: DevPKI, signer: str | None = None, *, answering: bytes | None = None) -> bytes:
@@ -163,3 +190,47 @@ def test_the_same_message_id_with_other_content_is_a_refused_replay(platform: Pl
     altered = sign_message(body.replace(b"1020304050", b"1020304051"), platform.pki.credential(ORCHESTRATOR))
     platform.send(ORCHESTRATOR, altered)
     assert fault_code_of(platform.receive(ORCHESTRATOR)) == FaultCode.DUP_REPLAY
+
+
+def test_an_event_to_the_platform_reaches_every_subscriber(platform: Platform) -> None:
+    event = signed("asignarSubsidio-evento.xml", platform.pki)
+    platform.send(FONVIVIENDA, event)
+    for subscriber in SUBSCRIBERS:
+        delivery = platform.receive(subscriber)
+        assert delivery.body == event
+        assert verify_message(delivery.body, platform.pki.trust_store(), window=None).signer == FONVIVIENDA
+    assert sorted(r.recipient for r in platform.wait_routed(len(SUBSCRIBERS))) == sorted(SUBSCRIBERS)
+    message_id = read_header(parse_untrusted(event)).message_id
+    assert [r.outcome for r in platform.local.parts.log.find(message_id)] == ["aceptado"]
+    assert platform.nothing_for(REGISTRADURIA)
+
+
+def test_a_signed_receipt_travels_back_to_the_sender(platform: Platform) -> None:
+    request = signed("verificarIdentidad-solicitud.xml", platform.pki)
+    platform.send(ORCHESTRATOR, request)
+    arrived = platform.receive(REGISTRADURIA)
+    platform.send(REGISTRADURIA, build_receipt(arrived.body, platform.pki.credential(REGISTRADURIA)))
+    receipt = platform.receive(ORCHESTRATOR)
+    assert verify_receipt(receipt.body, request, platform.pki.trust_store()).signer == REGISTRADURIA
+
+
+def test_a_request_left_unanswered_times_out_to_its_caller(impatient: Platform) -> None:
+    request = signed("verificarIdentidad-solicitud.xml", impatient.pki)
+    impatient.send(ORCHESTRATOR, request)
+    impatient.receive(REGISTRADURIA)
+    timeout = impatient.receive(ORCHESTRATOR)
+    assert fault_code_of(timeout) == FaultCode.ROUTE_REPLY_TIMEOUT
+    fault = verify_message(timeout.body, impatient.pki.trust_store(), window=None)
+    assert fault.signer == GATEWAY and fault.header.correlation_id == read_header(parse_untrusted(request)).message_id
+    assert impatient.nothing_for(ORCHESTRATOR), "the caller hears about a timeout once"
+
+
+def test_a_request_answered_in_time_does_not_time_out(impatient: Platform) -> None:
+    request = signed("verificarIdentidad-solicitud.xml", impatient.pki)
+    impatient.send(ORCHESTRATOR, request)
+    impatient.receive(REGISTRADURIA)
+    impatient.send(REGISTRADURIA, signed("verificarIdentidad-respuesta.xml", impatient.pki, answering=request))
+    answer = impatient.receive(ORCHESTRATOR)
+    assert read_header(parse_untrusted(answer.body)).message_type is MessageType.RESPONSE
+    time.sleep(1.5)
+    assert impatient.nothing_for(ORCHESTRATOR)

@@ -177,5 +177,4 @@ def test_a_broker_restart_mid_stream_loses_nothing_and_duplicates_nothing(
     print(f"\n{STREAM} mensajes, {resent} republicados por el emisor, {duplicates_on_the_wire} entregas duplicadas "
           "descartadas por idMensaje en el receptor")
     for worker in workers:
-        worker.log.close()
-        worker.records.close()
+        worker.close()

@@ -71,11 +71,36 @@ def test_a_retired_version_is_refused_naming_the_active_ones() -> None:
 def test_a_reply_must_answer_a_routed_request_between_the_same_parties() -> None:
     reply = header_of("consultarSisben-respuesta.xml")
     assert reply.message_type is MessageType.RESPONSE
-    routed = {reply.correlation_id: (reply.recipient, reply.sender)}
+    routed = {reply.correlation_id: (reply.recipient, reply.sender, MessageType.REQUEST)}
     assert CATALOG.authorise(reply, routed_request=routed.get) is None
     refused(FaultCode.AUTHZ_UNSOLICITED_REPLY, CATALOG, reply)
     stolen = replace(reply, recipient="CO/CCF/860007336")
     refused(FaultCode.AUTHZ_UNSOLICITED_REPLY, CATALOG, stolen, routed.get)
+    answering_a_response = {reply.correlation_id: (reply.recipient, reply.sender, MessageType.RESPONSE)}
+    refused(FaultCode.AUTHZ_UNSOLICITED_REPLY, CATALOG, reply, answering_a_response.get)
+
+
+def test_a_receipt_may_acknowledge_a_response_but_a_response_may_not_answer_one() -> None:
+    reply = header_of("consultarSisben-respuesta.xml")
+    receipt = replace(reply, message_type=MessageType.RECEIPT)
+    routed = {reply.correlation_id: (reply.recipient, reply.sender, MessageType.RESPONSE)}
+    assert CATALOG.authorise(receipt, routed_request=routed.get) is None
+    refused(FaultCode.AUTHZ_UNSOLICITED_REPLY, CATALOG, reply, routed.get)
+
+
+def test_an_event_to_the_platform_fans_out_to_every_subscriber() -> None:
+    event = header_of("asignarSubsidio-evento.xml")
+    platform = event.recipient
+    assert CATALOG.authorise(event, routed_request=no_requests, platform_id=platform) is not None
+    assert CATALOG.recipients(event, platform_id=platform) == (
+        "CO/CCF/860007336", "CO/CCF/860066942", "CO/FID/860525148", "CO/PRIV/900123451")
+    assert CATALOG.recipients(replace(event, recipient="CO/FID/860525148"), platform_id=platform) == (
+        "CO/FID/860525148",)
+    silent = replace(event, service=replace(event.service, code="calificarPostulacion"))
+    with pytest.raises(GelFault) as caught:
+        CATALOG.authorise(silent, routed_request=no_requests, platform_id=platform)
+    assert caught.value.falla.code == FaultCode.AUTHZ_NO_SUBSCRIBERS
+    refused(FaultCode.AUTHZ_DENIED, CATALOG, event)  # without platform_id the platform is no subscriber
 
 
 def test_events_go_from_a_provider_to_subscribers_only() -> None:
