@@ -45,9 +45,11 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT / "deploy" / "catalog.yaml",
         description="Service catalog: providers, callers and status of every service version.",
     )
+    rabbitmq_vhost: str = Field(default="gel", description="RabbitMQ virtual host of the platform's topology.")
     rabbitmq_credentials_file: Path = Field(
         default=PROJECT_ROOT / "var" / "rabbitmq-credentials.json",
-        description="Passwords of the entities' RabbitMQ users, written by `gel topology apply` (mode 0600).",
+        description="Passwords of the entities' RabbitMQ users (users are global to the RabbitMQ node, so one file "
+        "serves every vhost), written by `gel topology apply` (mode 0600).",
     )
     max_message_bytes: int = Field(default=1_048_576, gt=0, description="Largest message accepted, in bytes.")
     max_depth: int = Field(default=64, gt=0, le=250, description="Deepest element nesting accepted.")

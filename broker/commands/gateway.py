@@ -6,10 +6,11 @@ import multiprocessing
 import signal
 import threading
 from typing import Annotated
+from urllib.parse import urlparse
 
 import typer
 
-from broker.commands.output import console, fail
+from broker.commands.output import console, err_console, fail
 from broker.gateway.runtime import build_gateway, gateway_amqp_url
 from broker.logs import configure_logging, get_logger
 from broker.security.entities import load_entities
@@ -79,15 +80,34 @@ def gateway(
                  for i in range(workers)]
     for process in processes:
         process.start()
-    console.print(f"Pasarela en marcha: {workers} trabajadores sobre {settings.amqp_url.split('@')[-1]}. "
-                  "Ctrl+C para detenerla.")
-    try:
-        for process in processes:
-            process.join()
-    except KeyboardInterrupt:
-        console.print("Deteniendo la pasarela…")
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-        for process in processes:
-            process.join(timeout=30)
+    host = urlparse(settings.amqp_url)
+    vhost = settings.rabbitmq_vhost
+    console.print(f"Pasarela en marcha: {workers} trabajadores sobre RabbitMQ en {host.hostname}:{host.port or 5672}, "
+                  f"vhost {vhost}. Ctrl+C o SIGTERM para detenerla.", soft_wrap=True)
+    raise typer.Exit(_supervise(processes))
+
+
+def _supervise(processes: list[multiprocessing.process.BaseProcess]) -> int:
+    """Wait until asked to stop or until a worker dies; then stop every worker gracefully (SIGTERM)."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    crashed: list[str] = []
+    while not stop.wait(0.5):
+        crashed = [f"{p.name} (código {p.exitcode})" for p in processes if not p.is_alive()]
+        if crashed:
+            break
+    console.print("Deteniendo la pasarela: los trabajadores terminan los mensajes en curso…")
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=30)
+        if process.is_alive():
+            process.kill()
+    if crashed:
+        err_console.print(f"error GEL-GATEWAY-WORKER: un trabajador terminó inesperadamente: {', '.join(crashed)}. "
+                          "Revise el registro (GEL_LOG_LEVEL=DEBUG) y vuelva a iniciar la pasarela.")
+        return 1
+    console.print("Pasarela detenida.")
+    return 0

@@ -21,7 +21,8 @@ app = typer.Typer(
 )
 
 DEFINITIONS_FILE = PROJECT_ROOT / "deploy" / "rabbitmq" / "definitions.json"
-VhostOption = Annotated[str, typer.Option("--vhost", help="Host virtual de RabbitMQ de la plataforma.")]
+VhostOption = Annotated[str | None, typer.Option("--vhost", help="Host virtual de RabbitMQ de la plataforma "
+                                                "(por defecto GEL_RABBITMQ_VHOST).", show_default=False)]
 
 
 def _registry() -> EntityRegistry:
@@ -42,11 +43,11 @@ def definitions_text(registry: EntityRegistry, vhost: str = VHOST) -> str:
 def render(
     output: Annotated[Path, typer.Option("--salida", "-o", help="Archivo de definiciones a escribir; - para la "
                                          "salida estándar.")] = DEFINITIONS_FILE,
-    vhost: VhostOption = VHOST,
+    vhost: VhostOption = None,
 ) -> None:
     """Genera las definiciones para `rabbitmqctl import_definitions`. Los usuarios quedan sin contraseña
     (asígnelas con gel topology apply, rabbitmqctl change_password o autenticación x509)."""
-    text = definitions_text(_registry(), vhost)
+    text = definitions_text(_registry(), vhost or get_settings().rabbitmq_vhost)
     if str(output) == "-":
         typer.echo(text, nl=False)
         return
@@ -57,7 +58,7 @@ def render(
 
 @app.command("apply")
 def apply(
-    vhost: VhostOption = VHOST,
+    vhost: VhostOption = None,
     credentials: Annotated[Path | None, typer.Option("--credenciales", help="Archivo de contraseñas de los "
                                                      "usuarios (por defecto GEL_RABBITMQ_CREDENTIALS_FILE).")] = None,
 ) -> None:
@@ -66,6 +67,7 @@ def apply(
     generan una vez y se guardan con permisos 0600; aplicar dos veces no cambia nada."""
     registry = _registry()
     target = credentials or get_settings().rabbitmq_credentials_file
+    vhost = vhost or get_settings().rabbitmq_vhost
     try:
         applied = apply_topology(registry, credentials_file=target, vhost=vhost)
     except ProvisioningError as exc:

@@ -15,8 +15,8 @@ from enum import StrEnum
 from sqlalchemy import Column, Index, Integer, MetaData, String, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from broker.gateway.store import iso, open_engine
 from broker.gelxml.envelope import Header, MessageType, ServiceRef
+from broker.storage import create_tables, iso, open_engine
 
 __all__ = ["PendingReply", "ReplyDeadlines", "ReplyState"]
 
@@ -65,7 +65,7 @@ class PendingReply:
 class ReplyDeadlines:
     def __init__(self, url: str) -> None:
         self._engine = open_engine(url)
-        _metadata.create_all(self._engine, checkfirst=True)
+        create_tables(_metadata, self._engine)
 
     def expect(self, request: Header, *, within_seconds: int, now: dt.datetime | None = None) -> None:
         """Start the clock for `request` (idempotent: a redelivered request keeps its first deadline)."""

@@ -23,7 +23,7 @@ from sqlalchemy import (
     select,
 )
 
-from broker.gateway.store import iso, open_engine
+from broker.storage import create_tables, iso, open_engine
 
 __all__ = ["OperationalRecord", "OperationalRecords"]
 
@@ -69,7 +69,7 @@ class OperationalRecord:
 class OperationalRecords:
     def __init__(self, url: str) -> None:
         self._engine = open_engine(url)
-        _metadata.create_all(self._engine, checkfirst=True)
+        create_tables(_metadata, self._engine)
 
     def add(self, record: OperationalRecord) -> None:
         with self._engine.begin() as connection:

@@ -48,7 +48,7 @@ def platform_entity(settings: Settings, kind: str = "pasarela") -> str:
 
 def gateway_amqp_url(settings: Settings) -> str:
     """The gateway connects as the `pasarela` entity's RabbitMQ user (credentials from `gel topology apply`)."""
-    credentials = load_credentials(settings.rabbitmq_credentials_file)
+    credentials = load_credentials(settings.rabbitmq_credentials_file, vhost=settings.rabbitmq_vhost)
     return credentials.url(settings.amqp_url, platform_entity(settings))
 
 

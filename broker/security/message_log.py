@@ -45,10 +45,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import RowMapping, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
 from broker.gelxml.faults import Falla, FaultCode, GelFault, falla, fault
+from broker.storage import create_tables
 
 __all__ = [
     "GENESIS_HASH",
@@ -279,10 +280,7 @@ class MessageLog:
         return connection
 
     def _create(self) -> None:
-        try:
-            self._metadata.create_all(self._engine, checkfirst=True)
-        except (OperationalError, ProgrammingError, IntegrityError):
-            self._metadata.create_all(self._engine, checkfirst=True)  # another process created them first
+        create_tables(self._metadata, self._engine)
         with self._write() as connection, connection.begin():
             exists = connection.execute(select(self._head.c.id).where(self._head.c.id == 1)).first()
         if exists is not None:

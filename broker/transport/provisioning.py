@@ -47,25 +47,30 @@ class AppliedTopology:
     queues: int
 
 
-def load_credentials(path: Path) -> Credentials:
+def _stored_passwords(path: Path) -> dict[str, str]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ProvisioningError(f"no existe {path}: ejecute gel topology apply para crear los usuarios") from exc
     except (OSError, ValueError) as exc:
         raise ProvisioningError(f"{path} no es un archivo de credenciales legible: {exc}") from exc
-    return Credentials(vhost=str(data["vhost"]), passwords=dict(data["users"]))
+    return {str(k): str(v) for k, v in dict(data.get("users", {})).items()}
+
+
+def load_credentials(path: Path, *, vhost: str) -> Credentials:
+    """The entities' passwords (one per RabbitMQ user, whatever the vhost) for connecting to `vhost`."""
+    return Credentials(vhost=vhost, passwords=_stored_passwords(path))
 
 
 def _credentials_for(entities: list[Entity], path: Path, vhost: str) -> Credentials:
-    known: dict[str, str] = {}
-    if path.exists():
-        known = dict(load_credentials(path).passwords)
+    """Reuse every stored password (RabbitMQ users are node-wide: a new one would lock out other vhosts'
+    clients), generate the missing ones, and keep them all."""
+    known = _stored_passwords(path) if path.exists() else {}
     passwords = {e.id: known.get(e.id) or secrets.token_urlsafe(24) for e in entities}
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        json.dump({"vhost": vhost, "users": {**known, **passwords}}, handle, indent=2, ensure_ascii=False)
+        json.dump({"users": {**known, **passwords}}, handle, indent=2, ensure_ascii=False)
     os.chmod(path, 0o600)
     return Credentials(vhost=vhost, passwords=passwords)
 

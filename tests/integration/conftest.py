@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from broker.security.entities import EntityRegistry
+from broker.settings import Settings
 from broker.transport.provisioning import Credentials, apply_topology
 from tests.conftest import require_tool
 
@@ -20,13 +21,13 @@ def rabbitmqctl(*args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def rabbitmq_platform(amqp_url: str, entities: EntityRegistry,
-                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Credentials]]:
-    """A vhost of this module's own with the platform topology, users and permissions applied."""
+def rabbitmq_platform(amqp_url: str, entities: EntityRegistry) -> Iterator[tuple[str, Credentials]]:
+    """A vhost of this module's own with the platform topology, users and permissions applied. The
+    passwords come from (and stay in) the configured credentials file: RabbitMQ users are node-wide, so a
+    fresh password here would lock out whatever else (the demo, a benchmark) is connected as that entity."""
     require_tool("rabbitmqctl")
     vhost = f"gel-test-{uuid.uuid4().hex[:8]}"
-    applied = apply_topology(entities, credentials_file=tmp_path_factory.mktemp("rabbitmq") / "credentials.json",
-                             vhost=vhost)
+    applied = apply_topology(entities, credentials_file=Settings().rabbitmq_credentials_file, vhost=vhost)
     try:
         yield amqp_url, applied.credentials
     finally:

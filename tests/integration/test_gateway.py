@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
-from broker.gateway.gateway import HEADER_TIMESTAMP, Routed
+from broker.gateway.gateway import HEADER_ATTEMPTS, HEADER_REASON, HEADER_TIMESTAMP, Routed
 from broker.gateway.local import LocalPlatform, open_platform
 from broker.gelxml import FaultCode, MessageType
 from broker.gelxml.envelope import read_header, reissue
@@ -27,7 +28,8 @@ from broker.security.signing import sign_message
 from broker.security.timestamp import verify_token
 from broker.security.verification import verify_message
 from broker.settings import Settings
-from broker.transport.abc import Delivery, PublishError
+from broker.transport.abc import Delivery, OutgoingMessage, PublishError
+from broker.transport.topology import DEAD_LETTER_QUEUE, INGRESS_EXCHANGE
 from tests.conftest import ENTITIES_FILE, ROOT, SAMPLES
 
 CATALOG_FILE = ROOT / "deploy" / "catalog.yaml"
@@ -234,3 +236,45 @@ def test_a_request_answered_in_time_does_not_time_out(impatient: Platform) -> No
     assert read_header(parse_untrusted(answer.body)).message_type is MessageType.RESPONSE
     time.sleep(1.5)
     assert impatient.nothing_for(ORCHESTRATOR)
+
+
+def dead_letters(platform: Platform) -> list[Delivery]:
+    transport = platform.local.transport(GATEWAY)
+    parked = []
+    while (delivery := transport.get(DEAD_LETTER_QUEUE, timeout=0.5)) is not None:
+        transport.ack(delivery)
+        parked.append(delivery)
+    return parked
+
+
+def test_a_message_that_keeps_failing_transiently_is_parked_with_its_reason(
+        platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    def database_down(*_: object, **__: object) -> None:
+        raise OperationalError("INSERT INTO message_log", {}, Exception("la base de datos no responde"))
+
+    monkeypatch.setattr(platform.local.parts.log, "append_once", database_down)
+    body = signed("verificarIdentidad-solicitud.xml", platform.pki)
+    platform.send(ORCHESTRATOR, body)
+    deadline = time.monotonic() + 20
+    parked: list[Delivery] = []
+    while not parked and time.monotonic() < deadline:
+        parked = dead_letters(platform)
+    [delivery] = parked
+    assert delivery.body == body
+    assert "OperationalError" in delivery.headers[HEADER_REASON] and "la base de datos no responde" in str(
+        delivery.headers[HEADER_REASON])
+    assert int(delivery.headers[HEADER_ATTEMPTS]) == platform.local.parts.gateway.max_attempts
+    assert platform.nothing_for(REGISTRADURIA) and platform.nothing_for(ORCHESTRATOR)
+
+
+def test_an_unreadable_message_without_a_publisher_is_parked_not_dropped(platform: Platform) -> None:
+    platform.local.transport(ORCHESTRATOR).publish_all([OutgoingMessage(
+        exchange=INGRESS_EXCHANGE, routing_key="CO.GOB.899999040", body=b"\x00 esto no es XML", user_id=None)])
+    deadline = time.monotonic() + 10
+    parked: list[Delivery] = []
+    while not parked and time.monotonic() < deadline:
+        parked = dead_letters(platform)
+    [delivery] = parked
+    assert delivery.body == b"\x00 esto no es XML" and "GEL-PARSE" in delivery.headers[HEADER_REASON]
+    refused = [r for r in platform.local.parts.log.records() if r.outcome == "rechazado"]
+    assert len(refused) == 1 and refused[0].fault_code.startswith("GEL-PARSE")

@@ -72,8 +72,7 @@ def test_a_replay_of_an_old_message_is_refused_even_without_a_freshness_window(p
 def test_make_demo_runs_the_housing_window_and_says_what_it_did(tmp_path: Path, transport: str,
                                                                request: pytest.FixtureRequest) -> None:
     env = {**os.environ, "GEL_CERTS_DIR": str(tmp_path / "pki"),
-           "GEL_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}", "GEL_TRANSPORT": transport,
-           "GEL_RABBITMQ_CREDENTIALS_FILE": str(tmp_path / "rabbitmq.json")}
+           "GEL_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}", "GEL_TRANSPORT": transport}
     if transport == "rabbitmq":
         request.getfixturevalue("amqp_url")
         require_tool("rabbitmqctl")
