@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import threading
+from collections.abc import Sequence
 from typing import Annotated
 from urllib.parse import urlparse
 
@@ -87,7 +88,7 @@ def gateway(
     raise typer.Exit(_supervise(processes))
 
 
-def _supervise(processes: list[multiprocessing.process.BaseProcess]) -> int:
+def _supervise(processes: Sequence[multiprocessing.process.BaseProcess]) -> int:
     """Wait until asked to stop or until a worker dies; then stop every worker gracefully (SIGTERM)."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -111,6 +111,7 @@ class Gateway:
         self._consumer: Consumer | None = None
         self._stopping = threading.Event()
         self._sweeper: threading.Thread | None = None
+        self._bookkeeping = ThreadPoolExecutor(1, thread_name_prefix="gel-gateway-records")
 
     def start(self) -> None:
         self._stopping.clear()
@@ -129,6 +130,8 @@ class Gateway:
         if self._sweeper is not None:
             self._sweeper.join(timeout=10)
             self._sweeper = None
+        self._bookkeeping.shutdown(wait=True)
+        self._bookkeeping = ThreadPoolExecutor(1, thread_name_prefix="gel-gateway-records")
 
     # -- reply deadlines -----------------------------------------------------------------------
     def _track_replies(self, header: Header) -> None:
@@ -265,19 +268,23 @@ class Gateway:
                 self._retry(delivery, f"publicación no confirmada: {errors[0]}")
                 return
             self.transport.ack(delivery)
-            for item in routed:
-                log.info("gateway.routed", message_id=item.message_id, recipient=item.recipient,
-                         outcome=item.outcome, fault=item.fault_code, record=item.record, ms=item.elapsed_ms)
-                if self.records is not None:
-                    self._keep_record(item)
-                if self.on_routed is not None:
-                    self.on_routed(item)
+            self._bookkeeping.submit(self._after_routed, routed)
 
         if not futures:
             self._dead_letter(delivery, "el mensaje admitido no tiene destinatarios")
             return
         for future in futures:
             future.add_done_callback(settle)
+
+    def _after_routed(self, routed: list[Routed]) -> None:
+        """Logging, operational records and the hook, off the transport's IO thread."""
+        for item in routed:
+            log.info("gateway.routed", message_id=item.message_id, recipient=item.recipient,
+                     outcome=item.outcome, fault=item.fault_code, record=item.record, ms=item.elapsed_ms)
+            if self.records is not None:
+                self._keep_record(item)
+            if self.on_routed is not None:
+                self.on_routed(item)
 
     def _keep_record(self, routed: Routed) -> None:
         assert self.records is not None

@@ -7,8 +7,8 @@ Unlike the message log these rows hold no message content and are not chained: t
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
     insert,
@@ -88,9 +89,9 @@ class OperationalRecords:
                  .order_by(_records.c.id).limit(limit))
         return self._select(query)
 
-    def _select(self, query: object) -> list[OperationalRecord]:
+    def _select(self, query: Select[Any]) -> list[OperationalRecord]:
         with self._engine.connect() as connection:
-            rows: Sequence[object] = connection.execute(query).all()  # type: ignore[call-overload]
+            rows = connection.execute(query).all()
         return [
             OperationalRecord(
                 message_id=r.message_id, hop=r.hop, sender=r.sender, recipient=r.recipient, service=r.service,
@@ -99,7 +100,7 @@ class OperationalRecords:
                 size_bytes=r.size_bytes, outcome=r.outcome, fault_code=r.fault_code, log_seq=r.log_seq,
                 attempt=r.attempt,
             )
-            for r in rows  # type: ignore[attr-defined]
+            for r in rows
         ]
 
     def close(self) -> None:
