@@ -79,6 +79,18 @@ class FaultCode(StrEnum):
     AUTHZ_UNSOLICITED_REPLY = "GEL-AUTHZ-UNSOLICITED_REPLY"
     AUTHZ_NO_SUBSCRIBERS = "GEL-AUTHZ-NO_SUBSCRIBERS"
     ROUTE_UNAVAILABLE = "GEL-ROUTE-UNAVAILABLE"
+    MAP_REQUIRED = "GEL-MAP-REQUIRED"
+    MAP_UNKNOWN_CODE = "GEL-MAP-UNKNOWN_CODE"
+    MAP_BAD_DATE = "GEL-MAP-BAD_DATE"
+    MAP_BAD_NUMBER = "GEL-MAP-BAD_NUMBER"
+    MAP_UNKNOWN_MUNICIPALITY = "GEL-MAP-UNKNOWN_MUNICIPALITY"
+    MAP_BAD_VALUE = "GEL-MAP-BAD_VALUE"
+    ADAPTER_LEGACY_UNAVAILABLE = "GEL-ADAPTER-LEGACY_UNAVAILABLE"
+    ADAPTER_LEGACY_TIMEOUT = "GEL-ADAPTER-LEGACY_TIMEOUT"
+    ADAPTER_LEGACY_GARBAGE = "GEL-ADAPTER-LEGACY_GARBAGE"
+    ADAPTER_NOT_FOUND = "GEL-ADAPTER-NOT_FOUND"
+    ADAPTER_NO_HANDLER = "GEL-ADAPTER-NO_HANDLER"
+    ADAPTER_HANDLER_FAILED = "GEL-ADAPTER-HANDLER_FAILED"
     ROUTE_REPLY_TIMEOUT = "GEL-ROUTE-REPLY_TIMEOUT"
     DUP_REPLAY = "GEL-DUP-REPLAY"
     DUP_STALE = "GEL-DUP-STALE"
@@ -255,6 +267,58 @@ _CATALOGUE: dict[FaultCode, FaultSpec] = {
         Stage.AUTHORISE,
         "El evento {service} versión {version} se publicó a la plataforma, pero el catálogo no le registra "
         "suscriptores; publíquelo a una entidad concreta o pida al proveedor registrar los suscriptores.",
+    ),
+    FaultCode.MAP_REQUIRED: FaultSpec(
+        Stage.ADAPTER,
+        "Falta el dato obligatorio {field} ({side}); el mapeo {mapping} lo exige. Complételo en el sistema de "
+        "origen o declare un valor por defecto en el mapeo.",
+    ),
+    FaultCode.MAP_UNKNOWN_CODE: FaultSpec(
+        Stage.ADAPTER,
+        "El valor {value!r} de {field} no está en la tabla de códigos del mapeo {mapping} (conocidos: {known}).",
+    ),
+    FaultCode.MAP_BAD_DATE: FaultSpec(
+        Stage.ADAPTER,
+        "El valor {value!r} de {field} no es una fecha con el formato {format} que declara el mapeo {mapping}.",
+    ),
+    FaultCode.MAP_BAD_NUMBER: FaultSpec(
+        Stage.ADAPTER,
+        "El valor {value!r} de {field} no es un número con el formato que declara el mapeo {mapping}.",
+    ),
+    FaultCode.MAP_UNKNOWN_MUNICIPALITY: FaultSpec(
+        Stage.ADAPTER,
+        "El municipio {value!r} de {field} no aparece en la tabla DANE (DIVIPOLA); revise la ortografía o use "
+        "el código de 5 dígitos.",
+    ),
+    FaultCode.MAP_BAD_VALUE: FaultSpec(
+        Stage.ADAPTER,
+        "El valor {value!r} de {field} no se puede convertir según el mapeo {mapping}: {detail}.",
+    ),
+    FaultCode.ADAPTER_LEGACY_UNAVAILABLE: FaultSpec(
+        Stage.ADAPTER,
+        "El sistema de {entity} no está disponible ({detail}); la solicitud se reintentará.",
+        retryable=True,
+    ),
+    FaultCode.ADAPTER_LEGACY_TIMEOUT: FaultSpec(
+        Stage.ADAPTER,
+        "El sistema de {entity} no respondió en {seconds} segundos; la solicitud se reintentará.",
+        retryable=True,
+    ),
+    FaultCode.ADAPTER_LEGACY_GARBAGE: FaultSpec(
+        Stage.ADAPTER,
+        "El sistema de {entity} devolvió una respuesta ilegible ({detail}); avise a su equipo de tecnología.",
+    ),
+    FaultCode.ADAPTER_NOT_FOUND: FaultSpec(
+        Stage.ADAPTER,
+        "El sistema de {entity} no tiene registro para {what}.",
+    ),
+    FaultCode.ADAPTER_NO_HANDLER: FaultSpec(
+        Stage.ADAPTER,
+        "La entidad {entity} no atiende el servicio {service} versión {version} en este adaptador.",
+    ),
+    FaultCode.ADAPTER_HANDLER_FAILED: FaultSpec(
+        Stage.ADAPTER,
+        "El adaptador de {entity} no pudo atender la solicitud ({detail}); avise a su equipo de tecnología.",
     ),
     FaultCode.ROUTE_UNAVAILABLE: FaultSpec(
         Stage.ROUTE,

@@ -1,0 +1,1 @@
+"""Entity adapters: the SDK (`adapters.sdk`), the reference connectors and the chains' entity adapters."""
