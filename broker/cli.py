@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from broker.commands import certs, demo, gateway, log, schemas, signing, topology, validate
+from broker.commands import adapter, certs, demo, gateway, log, schemas, signing, topology, validate
 from broker.commands.output import err_console, print_json
 from broker.gelxml.registry import SchemaCompileError
 from broker.logs import configure_logging
@@ -28,6 +28,7 @@ app.add_typer(schemas.app, name="schemas")
 app.add_typer(certs.app, name="certs")
 app.add_typer(log.app, name="log")
 app.add_typer(topology.app, name="topology")
+app.add_typer(adapter.app, name="adapter")
 app.command("gateway")(gateway.gateway)
 app.command("demo")(demo.demo)
 

@@ -1,0 +1,163 @@
+"""The adapter runtime on the platform: request → handler → signed reply and receipt through the gateway,
+idempotent receipt, retries while the legacy system is down, coded fallas — on both transports."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from adapters.sdk.connectors.base import LegacyGarbage, LegacyNotFound, LegacyUnavailable
+from adapters.sdk.runtime import Adapter, Incoming, RetryPolicy
+from adapters.sdk.store import AdapterStore, InboxState
+from broker.gateway.local import LocalPlatform, open_platform
+from broker.gelxml import FaultCode, MessageType
+from broker.gelxml.envelope import ServiceRef, payload_of
+from broker.gelxml.parsing import parse_untrusted
+from broker.security.pki import DevPKI
+from broker.security.receipts import verify_receipt
+from broker.settings import Settings
+from broker.transport.abc import OutgoingMessage
+from broker.transport.topology import INGRESS_EXCHANGE, entity_key
+from tests.conftest import ENTITIES_FILE, ROOT, SAMPLES
+
+ORCHESTRATOR = "CO/PLAT/900000002"
+REGISTRADURIA = "CO/GOB/899999040"
+IDENTITY = ServiceRef("verificarIdentidad", "1.0")
+
+
+def sample_payload(name: str) -> etree._Element:
+    payload = payload_of(parse_untrusted((SAMPLES / "valid" / name).read_bytes()))
+    assert payload is not None
+    return copy.deepcopy(payload)
+
+
+@dataclass
+class Inbox:
+    """The caller application: what its adapter handed it, in order."""
+
+    messages: list[Incoming] = field(default_factory=list)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def __call__(self, incoming: Incoming) -> None:
+        with self.changed:
+            self.messages.append(incoming)
+            self.changed.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 15) -> list[Incoming]:
+        with self.changed:
+            self.changed.wait_for(lambda: len(self.messages) >= count, timeout=timeout)
+            return list(self.messages)
+
+    def of_type(self, message_type: MessageType) -> list[Incoming]:
+        return [m for m in self.messages if m.header.message_type is message_type]
+
+
+@dataclass
+class Scene:
+    platform: LocalPlatform
+    caller: Adapter
+    provider: Adapter
+    inbox: Inbox
+    calls: list[str]
+    behaviour: list[Callable[[Incoming], etree._Element]]
+
+
+@pytest.fixture(params=["embedded", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
+def scene(request: pytest.FixtureRequest, tmp_path: Path, pki: DevPKI) -> Iterator[Scene]:
+    settings = Settings(certs_dir=pki.directory, database_url=f"sqlite:///{tmp_path / 'gel.db'}",
+                        schemas_dir=ROOT / "schemas", entities_file=ENTITIES_FILE)
+    credentials = request.getfixturevalue("rabbitmq_platform")[1] if request.param == "rabbitmq" else None
+    platform = open_platform(settings, request.param, credentials=credentials)
+    calls: list[str] = []
+    behaviour: list[Callable[[Incoming], etree._Element]] = []
+
+    def answer(incoming: Incoming) -> etree._Element:
+        calls.append(incoming.header.message_id)
+        if behaviour:
+            return behaviour.pop(0)(incoming)
+        return sample_payload("verificarIdentidad-respuesta.xml")
+
+    inbox = Inbox()
+    trust = pki.trust_store()
+    provider = Adapter(REGISTRADURIA, platform.transport(REGISTRADURIA), pki.credential(REGISTRADURIA), trust,
+                       AdapterStore(f"sqlite:///{tmp_path / 'registraduria.db'}"),
+                       {(IDENTITY.code, IDENTITY.version): answer},
+                       retry=RetryPolicy(attempts=3, initial=0.05, maximum=0.1), relay_interval=0.2)
+    caller = Adapter(ORCHESTRATOR, platform.transport(ORCHESTRATOR), pki.credential(ORCHESTRATOR), trust,
+                     AdapterStore(f"sqlite:///{tmp_path / 'orquestador.db'}"), {}, on_message=inbox,
+                     relay_interval=0.2)
+    provider.start()
+    caller.start()
+    yield Scene(platform, caller, provider, inbox, calls, behaviour)
+    caller.stop()
+    provider.stop()
+    platform.close()
+    caller.store.close()
+    provider.store.close()
+
+
+def ask(scene: Scene) -> str:
+    return scene.caller.call(IDENTITY, REGISTRADURIA, sample_payload("verificarIdentidad-solicitud.xml"))
+
+
+def test_a_request_is_answered_with_a_signed_reply_and_receipt(scene: Scene) -> None:
+    request_id = ask(scene)
+    got = scene.inbox.wait_for(2)
+    reply = next(m for m in got if m.header.message_type is MessageType.RESPONSE)
+    receipt = next(m for m in got if m.header.message_type is MessageType.RECEIPT)
+    assert reply.signer == REGISTRADURIA and reply.header.correlation_id == request_id
+    sent = scene.caller.store.sent(message_id=request_id)[0].body
+    verify_receipt(receipt.body, sent, scene.platform.parts.pipeline.trust)
+    assert scene.calls == [request_id]
+    assert scene.provider.store.state(request_id) is InboxState.DONE
+
+
+def test_a_redelivered_request_is_not_handled_again(scene: Scene) -> None:
+    request_id = ask(scene)
+    scene.inbox.wait_for(2)
+    again = scene.caller.store.sent(message_id=request_id)[0].body
+    scene.platform.transport(ORCHESTRATOR).publish_all([OutgoingMessage(
+        INGRESS_EXCHANGE, entity_key(REGISTRADURIA), again, message_id=request_id, user_id=ORCHESTRATOR)])
+    routed = scene.platform.wait_routed(5)
+    assert any(r.outcome == "reenviado" for r in routed), "the platform delivered it a second time"
+    time.sleep(0.5)
+    assert scene.calls == [request_id], "the provider's inbox dropped the duplicate"
+    assert len(scene.inbox.of_type(MessageType.RESPONSE)) == 1
+
+
+def test_the_legacy_system_down_for_a_while_is_retried(scene: Scene) -> None:
+    def down(_: Incoming) -> etree._Element:
+        raise LegacyUnavailable(REGISTRADURIA, detail="conexión rehusada")
+
+    scene.behaviour.extend([down, down])
+    request_id = ask(scene)
+    scene.inbox.wait_for(2)
+    [reply] = scene.inbox.of_type(MessageType.RESPONSE)
+    assert reply.header.correlation_id == request_id and scene.calls == [request_id] * 3
+
+
+@pytest.mark.parametrize(("failure", "code"), [
+    (LegacyUnavailable(REGISTRADURIA, detail="conexión rehusada"), FaultCode.ADAPTER_LEGACY_UNAVAILABLE),
+    (LegacyNotFound(REGISTRADURIA, what="CC 1020304050"), FaultCode.ADAPTER_NOT_FOUND),
+    (LegacyGarbage(REGISTRADURIA, detail="HTML en lugar de JSON"), FaultCode.ADAPTER_LEGACY_GARBAGE),
+    (RuntimeError("fallo de programación"), FaultCode.ADAPTER_HANDLER_FAILED),
+])
+def test_a_failure_the_adapter_cannot_fix_comes_back_as_a_coded_falla(scene: Scene, failure: Exception,
+                                                                      code: FaultCode) -> None:
+    def fails(_: Incoming) -> etree._Element:
+        raise failure
+
+    scene.behaviour.extend([fails] * 5)
+    request_id = ask(scene)
+    scene.inbox.wait_for(2)
+    [falla] = scene.inbox.of_type(MessageType.FAULT)
+    assert falla.signer == REGISTRADURIA and falla.header.correlation_id == request_id
+    assert falla.payload is not None and falla.payload.findtext("{*}codFalla") == code
+    assert scene.provider.store.state(request_id) is InboxState.FAILED
