@@ -11,7 +11,7 @@ from typing import cast
 from lxml import etree
 
 from adapters.sdk.config import AdapterConfig, ProvidedService
-from adapters.sdk.connectors.base import Connector, LegacyNotFound
+from adapters.sdk.connectors.base import Connector, LegacyNotFound, describe_params
 from adapters.sdk.runtime import Adapter, Handler, Incoming, RetryPolicy
 from adapters.sdk.store import AdapterStore
 from broker.gelxml import load_registry
@@ -64,8 +64,7 @@ def mapped_handler(provided: ProvidedService, config: AdapterConfig, connector: 
         params = mapping.solicitud.to_legacy(request.payload)
         records = connector.call(operation, params)
         if not records:
-            described = ", ".join(f"{k}={v}" for k, v in params.items())
-            raise LegacyNotFound(connector.entity, what=described or operation)
+            raise LegacyNotFound(connector.entity, what=describe_params(params))
         return mapping.respuesta.to_gel(records[0])
 
     return handle

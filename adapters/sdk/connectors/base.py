@@ -10,7 +10,7 @@ permanent, becomes a coded `falla` to the caller).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from broker.gelxml import Falla, GelFault
@@ -24,9 +24,23 @@ __all__ = [
     "LegacyTimeout",
     "LegacyUnavailable",
     "Record",
+    "describe_params",
+    "seconds_text",
 ]
 
 Record = dict[str, Any]
+
+
+def describe_params(params: Mapping[str, Any], names: Iterable[str] | None = None) -> str:
+    """`NumeroDoc=1020304050, TipoDoc=C.C.`: what was looked for, for a not-found falla."""
+    chosen = params.keys() if names is None else [n for n in names if n in params]
+    shown = [f"{name}={params[name]}" for name in chosen]
+    return ", ".join(shown) if shown else "la consulta"
+
+
+def seconds_text(timeout: float) -> str:
+    """Seconds as a Colombian reader writes them: `0,5`."""
+    return f"{timeout:g}".replace(".", ",")
 
 
 class ConnectorError(Exception):
