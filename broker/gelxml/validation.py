@@ -92,7 +92,7 @@ def _locate(root: etree._Element, entry: etree._LogEntry) -> Location:
     return Location(line=line, column=entry.column or None, xpath=xpath)
 
 
-def _schema_fault(root: etree._Element, entry: etree._LogEntry) -> Falla:
+def schema_fault(root: etree._Element, entry: etree._LogEntry) -> Falla:
     """Translate one libxml2 schema error into a coded Spanish fault."""
     location = _locate(root, entry)
     message = entry.message
@@ -241,7 +241,7 @@ def validate_message(root: etree._Element, registry: SchemaRegistry) -> Validate
         ))
     language = registry.language
     if not language.validate(root):
-        _raise_all([_schema_fault(root, entry) for entry in list(language.error_log)[:MAX_PROBLEMS]])
+        _raise_all([schema_fault(root, entry) for entry in list(language.error_log)[:MAX_PROBLEMS]])
     header = read_header(root)
     payload = payload_of(root)
     assert payload is not None

@@ -1,0 +1,1 @@
+"""Reference data shipped with the adapter SDK (the DANE DIVIPOLA table, see `adapters.sdk.mapping`)."""
