@@ -52,12 +52,14 @@ def import_callable(reference: str) -> Callable[..., object]:
 
 def mapped_handler(provided: ProvidedService, config: AdapterConfig, connector: Connector,
                    registry: SchemaRegistry) -> Handler:
-    """Request payload → legacy parameters (mapping) → connector operation → first record → response payload."""
+    """Request payload → legacy parameters (mapping) → connector operation → first record (→ derived fields)
+    → response payload."""
     from adapters.sdk.mapping import load_mapping
 
     assert provided.mapping is not None and provided.operation is not None
     mapping = load_mapping(config.path(provided.mapping), registry)
     operation = provided.operation
+    derive = import_callable(provided.derive) if provided.derive else None
 
     def handle(request: Incoming) -> etree._Element:
         assert request.payload is not None
@@ -65,7 +67,10 @@ def mapped_handler(provided: ProvidedService, config: AdapterConfig, connector: 
         records = connector.call(operation, params)
         if not records:
             raise LegacyNotFound(connector.entity, what=describe_params(params))
-        return mapping.respuesta.to_gel(records[0])
+        record = dict(records[0])
+        if derive is not None:
+            record = cast(dict[str, object], derive(params, record))
+        return mapping.respuesta.to_gel(record)
 
     return handle
 

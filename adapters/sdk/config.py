@@ -14,11 +14,14 @@ store: sqlite:///var/adapters/registraduria.db   # inbox and outbox (default var
 retry: {attempts: 5, initial: 0.5, maximum: 10}
 receipts: true
 ```
-Relative paths are resolved against the folder of the adapter.yaml.
+Relative paths are resolved against the folder of the adapter.yaml. Strings may use `${VARIABLE}` or
+`${VARIABLE:-default}` (environment variables, for secrets and per-deployment URLs) and `${PROJECT_ROOT}`.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,8 @@ class ProvidedService(_Strict):
     mapping: Path | None = None
     operation: str | None = None
     handler: str | None = Field(default=None, description="module:function answering the request")
+    derive: str | None = Field(default=None, description="module:function(params, record) -> record, run "
+                               "between the legacy answer and the response mapping (computed fields)")
 
     @model_validator(mode="after")
     def _one_way_to_answer(self) -> ProvidedService:
@@ -95,6 +100,28 @@ class AdapterConfig(_Strict):
         return f"sqlite:///{folder / (entity_key(self.entity) + '.db')}"
 
 
+_VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-((?:(?!\$\{)[^}])*))?\}")
+"""`${NAME}` or `${NAME:-default}`; a default holding another `${…}` is expanded from the inside out."""
+
+
+def _expand(value: Any, path: Path) -> Any:
+    if isinstance(value, str):
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            found = os.environ.get(name, str(PROJECT_ROOT) if name == "PROJECT_ROOT" else default)
+            if found is None:
+                raise ValueError(f"{path}: la variable de entorno {name} no está definida y no tiene valor por defecto")
+            return found
+
+        expanded = _VARIABLE.sub(substitute, value)
+        return expanded if expanded == value else _expand(expanded, path)
+    if isinstance(value, dict):
+        return {k: _expand(v, path) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, path) for v in value]
+    return value
+
+
 def load_adapter_config(path: Path) -> AdapterConfig:
     """Read and check an adapter.yaml; problems are one Spanish ValueError naming the file and the field."""
     try:
@@ -104,7 +131,7 @@ def load_adapter_config(path: Path) -> AdapterConfig:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: se esperaba un documento YAML con claves (entity, provides, …)")
     try:
-        return AdapterConfig(**data, base_dir=path.resolve().parent)
+        return AdapterConfig(**_expand(data, path), base_dir=path.resolve().parent)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(raíz)'}: {e['msg']}" for e in exc.errors())
         raise ValueError(f"{path}: {problems}") from None

@@ -1,0 +1,1 @@
+"""The Registraduría's adapter (identity registry, legacy JSON over HTTP)."""
