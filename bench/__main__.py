@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import gelxml_bench, log_bench, security_bench
+from bench import gateway_bench, gelxml_bench, log_bench, security_bench, transport_bench
 
-SUITES = {"gelxml": gelxml_bench.run, "security": security_bench.run, "log": log_bench.run}
+SUITES = {"gelxml": gelxml_bench.run, "security": security_bench.run, "log": log_bench.run,
+          "transport": transport_bench.run, "gateway": gateway_bench.run}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

@@ -268,7 +268,8 @@ class Gateway:
                 self._retry(delivery, f"publicación no confirmada: {errors[0]}")
                 return
             self.transport.ack(delivery)
-            self._bookkeeping.submit(self._after_routed, routed)
+            confirmed = [replace(item, elapsed_ms=_elapsed_ms(item)) for item in routed]
+            self._bookkeeping.submit(self._after_routed, confirmed)
 
         if not futures:
             self._dead_letter(delivery, "el mensaje admitido no tiene destinatarios")
@@ -322,6 +323,11 @@ class Gateway:
                 self.transport.nack(delivery, requeue=False)  # the queue's own dead-lettering keeps it
 
         future.add_done_callback(settle)
+
+
+def _elapsed_ms(item: Routed) -> float:
+    """From receipt on ingress to the broker's confirm of the routed publish."""
+    return round((dt.datetime.now(dt.UTC) - item.received_at).total_seconds() * 1000, 2)
 
 
 @dataclass(frozen=True, slots=True)
