@@ -91,6 +91,8 @@ class FaultCode(StrEnum):
     ADAPTER_NOT_FOUND = "GEL-ADAPTER-NOT_FOUND"
     ADAPTER_NO_HANDLER = "GEL-ADAPTER-NO_HANDLER"
     ADAPTER_HANDLER_FAILED = "GEL-ADAPTER-HANDLER_FAILED"
+    ADAPTER_RECIPIENT_REFUSED = "GEL-ADAPTER-RECIPIENT_REFUSED"
+    ADAPTER_MAIL_REJECTED = "GEL-ADAPTER-MAIL_REJECTED"
     ROUTE_REPLY_TIMEOUT = "GEL-ROUTE-REPLY_TIMEOUT"
     DUP_REPLAY = "GEL-DUP-REPLAY"
     DUP_STALE = "GEL-DUP-STALE"
@@ -319,6 +321,16 @@ _CATALOGUE: dict[FaultCode, FaultSpec] = {
     FaultCode.ADAPTER_HANDLER_FAILED: FaultSpec(
         Stage.ADAPTER,
         "El adaptador de {entity} no pudo atender la solicitud ({detail}); avise a su equipo de tecnología.",
+    ),
+    FaultCode.ADAPTER_RECIPIENT_REFUSED: FaultSpec(
+        Stage.ADAPTER,
+        "El servidor de correo rechazó al destinatario {recipient} ({smtp_code} {reply}); verifique el correo "
+        "electrónico que autorizó el ciudadano.",
+    ),
+    FaultCode.ADAPTER_MAIL_REJECTED: FaultSpec(
+        Stage.ADAPTER,
+        "El servidor de correo rechazó el mensaje para {recipient} ({smtp_code} {reply}); avise al equipo de la "
+        "plataforma.",
     ),
     FaultCode.ROUTE_UNAVAILABLE: FaultSpec(
         Stage.ROUTE,
