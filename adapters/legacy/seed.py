@@ -532,3 +532,18 @@ def _seed_fiduprevisora(path: Path, history: Sequence[_Resolution], rng: random.
         """)
     connection.close()
     return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Datos heredados sembrados de la ventanilla de vivienda.")
+    parser.add_argument("carpeta", type=Path, help="carpeta de destino, p. ej. var/legacy")
+    parser.add_argument("--personas", type=int, default=200, help="personas generadas además de las de las muestras")
+    args = parser.parse_args(argv)
+    seeded = seed(args.carpeta, count=args.personas)
+    print(f"Datos heredados escritos en {args.carpeta} ({seeded.people} personas).")
+
+
+if __name__ == "__main__":
+    main()
