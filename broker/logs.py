@@ -32,7 +32,8 @@ def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    for chatty in ("pika", "httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     _configured = True
 
 
@@ -45,4 +46,6 @@ def quieten(level: str = "ERROR") -> None:
     """Raise the threshold for a command whose output is its own narrative (`gel demo`)."""
     configure_logging()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)))
-    logging.getLogger("pika").setLevel(level)
+    logging.getLogger().setLevel(level)
+    for chatty in ("pika", "httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(level)

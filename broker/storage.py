@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
 
 from sqlalchemy import MetaData, create_engine
 from sqlalchemy.engine import Engine, make_url
@@ -14,7 +15,10 @@ __all__ = ["create_tables", "iso", "open_engine"]
 
 def open_engine(url: str) -> Engine:
     """An engine for the platform store; SQLite waits for a competing writer instead of failing at once."""
-    if make_url(url).get_backend_name() == "sqlite":
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         return create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
     return create_engine(url, pool_pre_ping=True)
 

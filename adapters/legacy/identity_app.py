@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import uvicorn
@@ -248,8 +250,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--modo", default="normal", choices=["normal", "lento", "basura", "error500"])
     parser.add_argument("--segundos", type=float, default=3.0, help="espera del modo lento")
+    parser.add_argument("--datos", type=Path, help="JSON con los ciudadanos (p. ej. var/legacy/registraduria.json, "
+                        "de python -m adapters.legacy.seed); sin él, las personas de las muestras")
     args = parser.parse_args(argv)
-    serve(args.port, SAMPLE_PEOPLE, args.modo, host=args.host, seconds=args.segundos)
+    people = json.loads(args.datos.read_text(encoding="utf-8")) if args.datos else SAMPLE_PEOPLE
+    serve(args.port, people, args.modo, host=args.host, seconds=args.segundos)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,18 @@ import hashlib
 import os
 import shutil
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlparse
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
+from broker.commands.demo_legacy import LegacySide, legacy_side
 from broker.commands.output import console
 from broker.gateway.gateway import HEADER_TIMESTAMP
 from broker.gateway.local import LocalPlatform, TransportKind, open_platform
+from broker.gelxml import MessageType
 from broker.gelxml.envelope import read_header, reissue
 from broker.gelxml.parsing import parse_untrusted
 from broker.logs import quieten
@@ -87,7 +91,11 @@ def _open(settings: Settings) -> LocalPlatform:
 def _fault_of(delivery: Delivery | None) -> tuple[str, str]:
     if delivery is None:
         return "", "no llegó ninguna respuesta"
-    root = parse_untrusted(delivery.body)
+    return _fault_of_body(delivery.body)
+
+
+def _fault_of_body(body: bytes) -> tuple[str, str]:
+    root = parse_untrusted(body)
     return (root.findtext("{*}cuerpo/{*}falla/{*}codFalla") or "",
             root.findtext("{*}cuerpo/{*}falla/{*}descripcion") or "")
 
@@ -129,7 +137,8 @@ def demo() -> None:
     say(f"Registro de mensajes: {log.url} (continúa en el registro n.º {first_seq}).", soft_wrap=True)
     surprises = 0
     try:
-        surprises += _housing_chain(platform, entities, pki, samples / "valid")
+        surprises += _run_housing_chain(settings, platform, entities, pki, samples / "valid")
+        surprises += _fan_out(platform, entities, pki, samples / "valid")
         surprises += _refusals(platform, pki, samples)
         surprises += _closing(log, pki, settings, first_seq)
     finally:
@@ -137,50 +146,119 @@ def demo() -> None:
     raise typer.Exit(1 if surprises else 0)
 
 
-def _housing_chain(platform: LocalPlatform, entities: EntityRegistry, pki: DevPKI, valid: Path) -> int:
+def _run_housing_chain(settings: Settings, platform: LocalPlatform, entities: EntityRegistry, pki: DevPKI,
+                       valid: Path) -> int:
+    """The chain answered by the entities' adapters from their legacy systems; replayed samples if they cannot
+    start (the demo says why)."""
+    with ExitStack() as stack:
+        side: LegacySide | None
+        try:
+            side = stack.enter_context(legacy_side(settings, platform))
+        except (OSError, RuntimeError, ValueError, SQLAlchemyError) as exc:
+            console.print(f"  [yellow]Los adaptadores no arrancaron ({exc}); la cadena usa las respuestas de "
+                          "muestra.[/]", soft_wrap=True)
+            side = None
+        return _housing_chain(platform, entities, pki, valid, side)
+
+
+def _arrival(platform: LocalPlatform, side: LegacySide | None, entity: str, trust: TrustStore
+             ) -> tuple[bytes, str] | None:
+    """The next message for `entity` and how its arrival was checked (its adapter, or the demo itself)."""
+    if side is not None and entity in side.adapters:
+        incoming = side.next_for(entity)
+        return (incoming.body, "verificado por su adaptador") if incoming is not None else None
+    delivery = platform.receive(entity)
+    if delivery is None:
+        return None
+    return delivery.body, f"sello n.º {_check_arrival(delivery, trust)}"
+
+
+def _housing_chain(platform: LocalPlatform, entities: EntityRegistry, pki: DevPKI, valid: Path,
+                   side: LegacySide | None) -> int:
     say = console.print
     trust = pki.trust_store()
     say(f"\n[bold]1. La cadena de vivienda atraviesa la plataforma[/]\n   Etapas de la pasarela: {STAGES}",
         soft_wrap=True)
+    if side is not None:
+        say(f"   Responden los adaptadores de {len(side.adapters)} entidades desde sus sistemas heredados sembrados "
+            "en var/legacy (la Registraduría, con su servicio JSON en un proceso aparte).", soft_wrap=True)
     requests: dict[str, bytes] = {}
-    surprises, started = 0, time.perf_counter()
-    steps = _housing_steps(valid)
-    for index, path in enumerate(steps, start=1):
+    answered: set[str] = set()
+    surprises, shown, messages, started = 0, 0, 0, time.perf_counter()
+    for path in _housing_steps(valid):
         code, kind = path.stem.rsplit("-", 1)
+        if kind == "respuesta" and code in answered:
+            continue
         message = reissue(parse_untrusted(path.read_bytes()), answering=requests.get(code) if kind == "respuesta"
                           else None)
         header = read_header(message)
         signed = sign_message(message, pki.credential(header.sender))
         requests.setdefault(code, signed)
+        shown += 1
         sent = time.perf_counter()
         platform.send(header.sender, signed)
-        delivery = platform.receive(header.recipient)
-        if delivery is None or delivery.body != signed:
+        route = f"{_short(entities, header.sender):22} → {_short(entities, header.recipient):22}"
+        if side is not None and kind == "solicitud" and header.recipient in side.adapters:
+            answered.add(code)
+            outcome = _answered_by_adapter(platform, side, header.sender, header.recipient, signed, trust)
+            messages += 2
+            if outcome is None:
+                surprises += 1
+                say(f"  {shown:2}. [red]{code}: el adaptador de {header.recipient} no respondió como se esperaba[/]",
+                    soft_wrap=True)
+                continue
+            say(f"  {shown:2}. solicitud {code:31} {route} [green]✓[/] respondida por su adaptador "
+                f"(conector {side.connectors[header.recipient]}) en {(time.perf_counter() - sent) * 1000:5.1f} ms, "
+                f"{outcome}, acuse firmado de vuelta", soft_wrap=True)
+            continue
+        messages += 1
+        arrived = _arrival(platform, side, header.recipient, trust)
+        if arrived is None or arrived[0] != signed:
             surprises += 1
             fault, text = _fault_of(platform.receive(header.sender, timeout=1))
-            say(f"  {index:2}. [red]{path.name}: no llegó a su destino {fault} {text}[/]", soft_wrap=True)
+            say(f"  {shown:2}. [red]{path.name}: no llegó a su destino {fault} {text}[/]", soft_wrap=True)
             continue
         end_to_end = (time.perf_counter() - sent) * 1000
-        serial = _check_arrival(delivery, trust)
-        platform.send(header.recipient, build_receipt(delivery.body, pki.credential(header.recipient)))
-        receipt = platform.receive(header.sender)
+        platform.send(header.recipient, build_receipt(arrived[0], pki.credential(header.recipient)))
+        receipt = _arrival(platform, side, header.sender, trust)
         if receipt is None:
             surprises += 1
-            say(f"  {index:2}. [red]{path.name}: el acuse no volvió al remitente[/]", soft_wrap=True)
+            say(f"  {shown:2}. [red]{path.name}: el acuse no volvió al remitente[/]", soft_wrap=True)
             continue
-        verify_receipt(receipt.body, signed, trust)
-        hop = next((r for r in reversed(platform.wait_routed(2 * index - 1, timeout=5))
-                    if r.message_id == header.message_id), None)
-        gateway_ms = f"{hop.elapsed_ms:5.1f}" if hop else "  ?  "
-        say(f"  {index:2}. {header.message_type.value:9} {header.service.code:31} "
-            f"{_short(entities, header.sender):22} → {_short(entities, header.recipient):22} "
-            f"[green]✓[/] pasarela {gateway_ms} ms, total {end_to_end:5.1f} ms, registro n.º "
-            f"{hop.record if hop else '?'}, sello n.º {serial}, acuse firmado de vuelta", soft_wrap=True)
+        verify_receipt(receipt[0], signed, trust)
+        say(f"  {shown:2}. {header.message_type.value:9} {header.service.code:31} {route} [green]✓[/] total "
+            f"{end_to_end:5.1f} ms, {arrived[1]}, acuse firmado de vuelta", soft_wrap=True)
     elapsed = time.perf_counter() - started
     carrier = "RabbitMQ" if platform.kind == "rabbitmq" else "el transporte embebido"
-    say(f"  {len(steps)} mensajes entregados en {elapsed:.2f} s por {carrier}, con sus {len(steps)} acuses: cada "
-        "destinatario verificó la firma del remitente y el sello de tiempo de la plataforma.", soft_wrap=True)
-    return surprises + _fan_out(platform, entities, pki, valid)
+    say(f"  {messages} mensajes entregados en {elapsed:.2f} s por {carrier}, cada uno con su acuse: cada destinatario "
+        "verificó la firma del remitente y el sello de tiempo de la plataforma.", soft_wrap=True)
+    return surprises
+
+
+def _answered_by_adapter(platform: LocalPlatform, side: LegacySide, sender: str, recipient: str, request: bytes,
+                         trust: TrustStore) -> str | None:
+    """Collect the provider adapter's receipt and answer at the caller; a short account of the answer."""
+    answer: bytes | None = None
+    receipt: bytes | None = None
+    for _ in range(2):
+        arrived = _arrival(platform, side, sender, trust)
+        if arrived is None:
+            return None
+        kind = read_header(parse_untrusted(arrived[0])).message_type
+        if kind is MessageType.RECEIPT:
+            receipt = arrived[0]
+        else:
+            answer = arrived[0]
+    if answer is None or receipt is None:
+        return None
+    verify_receipt(receipt, request, trust)
+    verified = verify_message(answer, trust, window=None)
+    if verified.signer != recipient:
+        return None
+    if verified.header.message_type is MessageType.FAULT:
+        code, text = _fault_of_body(answer)
+        return f"[yellow]falla {code}[/] ({text})"
+    return "respuesta firmada"
 
 
 def _fan_out(platform: LocalPlatform, entities: EntityRegistry, pki: DevPKI, valid: Path) -> int:

@@ -83,7 +83,9 @@ def test_make_demo_runs_the_housing_window_and_says_what_it_did(tmp_path: Path, 
     said = {"embedded": "Transporte: embebido (GEL_TRANSPORT=embedded)",
             "rabbitmq": "Transporte: RabbitMQ en 127.0.0.1 (vhost gel-demo, un usuario por entidad)"}[transport]
     assert said in result.stdout
-    assert result.stdout.count("acuse firmado") == 20 and "20 mensajes entregados" in result.stdout
+    assert result.stdout.count("respondida por su adaptador") == 9, "the entities' adapters answer from legacy data"
+    assert "(conector http)" in result.stdout and "(conector filedrop)" in result.stdout
+    assert result.stdout.count("acuse firmado") == 11 and "20 mensajes entregados" in result.stdout
     assert result.stdout.count("falla firmada GEL-") == 7 + 5 and "✗" not in result.stdout
     assert "GEL-AUTH-TRANSPORT_USER" in result.stdout and "Registro íntegro" in result.stdout
     assert (tmp_path / "evidencia-demo.zip").is_file()
