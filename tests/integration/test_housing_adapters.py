@@ -436,7 +436,8 @@ def test_the_fiduciaria_rejects_a_wrong_value_and_an_expired_subsidy(window: Win
 
 
 def new_files(folder: Path, before: set[Path]) -> list[Path]:
-    return sorted(set(folder.iterdir()) - before)
+    """Complete new files, as the legacy batch reader sees them: the writer's hidden temporary files excluded."""
+    return sorted(p for p in set(folder.iterdir()) - before if not p.name.startswith(".") and p.suffix != ".tmp")
 
 
 def read_batch(path: Path) -> tuple[list[str], list[dict[str, str]]]:
