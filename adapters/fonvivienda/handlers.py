@@ -40,7 +40,7 @@ from lxml import etree
 from adapters.fonvivienda import legacy
 from adapters.sdk.connectors import LegacyGarbage, LegacyNotFound
 from adapters.sdk.mapping import COLOMBIA
-from adapters.sdk.runtime import Incoming
+from adapters.sdk.runtime import HandlerContext, Incoming
 from broker.gelxml.namespaces import DOCUMENTO, FINANCIERO, PERSONAL, qname
 
 __all__ = [
@@ -55,6 +55,8 @@ _PERSON = legacy.mapping("consultarSubsidiosPrevios.yaml")
 _SUBSIDY = legacy.mapping("subsidioPrevio.yaml")
 _SCORING = legacy.mapping("calificarPostulacion.yaml")
 _ASSIGNMENT = legacy.mapping("asignarSubsidio.yaml")
+PLATFORM = "CO/PLAT/900000001"
+"""The gateway's entity: an event addressed to it is fanned out to the catalog's subscribers."""
 
 _SISBEN_BASE = {"A": 250, "B": 200, "C": 130, "D": 0}
 _CENT = Decimal("0.01")
@@ -151,23 +153,27 @@ def calificar_postulacion(request: Incoming) -> etree._Element:
 # asignarSubsidio
 
 
-def asignar_subsidio(request: Incoming) -> etree._Element:
+def asignar_subsidio(request: Incoming, context: HandlerContext) -> etree._Element:
+    """Decide (once per radicado), answer, and announce a new decision to the catalog's subscribers: the event
+    leaves in the same transaction as the answer; asking again repeats the answer, not the announcement."""
     assert request.payload is not None
     params = _ASSIGNMENT.solicitud.to_legacy(request.payload)
     today = _today().date()
     connector = legacy.connector()
-    connector.call("registrar_decision", {**params, "FECHA": today.isoformat(), "ANIO": str(today.year)})
+    written = connector.call("registrar_decision", {**params, "FECHA": today.isoformat(), "ANIO": str(today.year)})
     decisions = connector.call("consultar_decision", {"RADICADO": params["RADICADO"]})
     if not decisions:  # registrar_decision found no application with that radicado
         raise LegacyNotFound(connector.entity, what=f"la postulación con radicado {params['RADICADO']}")
-    return _ASSIGNMENT.respuesta.to_gel(decisions[0])
+    answer = _ASSIGNMENT.respuesta.to_gel(decisions[0])
+    if written and int(written[0].get("filas", 0)) > 0:  # a new decision, not the answer repeated
+        context.emit(request.header.service, PLATFORM, evento_asignacion(str(params["RADICADO"]), answer),
+                     chain_id=request.header.chain_id, radicado=str(params["RADICADO"]))
+    return answer
 
 
 def evento_asignacion(radicado: str, respuesta: etree._Element) -> etree._Element:
     """The `eventoAsignarSubsidio` for the subscribers (cajas, fiduciaria, oferentes) built from an answer to
-    asignarSubsidio. A handler cannot publish it (the SDK hands a handler the request only): whoever runs the
-    adapter publishes it with `Adapter.call(..., message_type=MessageType.EVENT)` to the platform, which fans
-    it out to the catalog's subscribers."""
+    asignarSubsidio; addressed to the platform, which fans it out to the catalog's subscribers."""
     namespace = etree.QName(respuesta).namespace
     event = etree.Element(qname(namespace, "eventoAsignarSubsidio"),
                           nsmap={"asg": namespace, "fin": FINANCIERO, "doc": DOCUMENTO})

@@ -95,6 +95,7 @@ def assemble(config: AdapterConfig, settings: Settings, transport: Transport, *,
     adapter = Adapter(
         config.entity, transport, pki.credential(config.entity), pki.trust_store(), store, handlers,
         retry=RetryPolicy(config.retry.attempts, config.retry.initial, config.retry.maximum),
-        receipts=config.receipts, prefetch=config.prefetch,
+        receipts=config.receipts, prefetch=config.prefetch, connector=connector,
+        on_message=cast(Callable[[Incoming], None], import_callable(config.on_message)) if config.on_message else None,
     )
     return AssembledAdapter(adapter=adapter, store=store, connector=connector)

@@ -13,7 +13,11 @@ calls: [{service: consultarSisben, version: "1.0"}]
 store: sqlite:///var/adapters/registraduria.db   # inbox and outbox (default var/adapters/<entity key>.db)
 retry: {attempts: 5, initial: 0.5, maximum: 10}
 receipts: true
+on_message: "mi_paquete.modulo:recibir"   # responses, fallas, receipts and events for this entity
 ```
+A handler written as `def atender(request, context)` also gets a `HandlerContext`: the entity's connector and
+`context.emit(...)`, which sends a message (an event announcing the decision) in the same transaction as the
+answer.
 Relative paths are resolved against the folder of the adapter.yaml. Strings may use `${VARIABLE}` or
 `${VARIABLE:-default}` (environment variables, for secrets and per-deployment URLs) and `${PROJECT_ROOT}`.
 """
@@ -77,6 +81,8 @@ class AdapterConfig(_Strict):
     store: str | None = None
     retry: RetrySettings = RetrySettings()
     receipts: bool = True
+    on_message: str | None = Field(default=None, description="module:function receiving every verified message "
+                                   "that is not a request this adapter answers (responses, fallas, receipts, events)")
     prefetch: int = Field(default=16, ge=1, le=1000)
     base_dir: Path = Field(default=Path("."), exclude=True)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import inspect
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,7 +23,7 @@ from dataclasses import dataclass, replace
 
 from lxml import etree
 
-from adapters.sdk.connectors.base import ConnectorError
+from adapters.sdk.connectors.base import Connector, ConnectorError
 from adapters.sdk.store import AdapterStore, InboxState, Outgoing
 from broker.gelxml import Falla, GelFault
 from broker.gelxml.envelope import (
@@ -46,7 +47,7 @@ from broker.security.verification import VerifiedMessage, verify_message
 from broker.transport.abc import Consumer, Delivery, OutgoingMessage, Transport, TransportError
 from broker.transport.topology import INGRESS_EXCHANGE, entity_key, entity_queue
 
-__all__ = ["Adapter", "Handler", "Incoming", "RetryPolicy"]
+__all__ = ["Adapter", "Handler", "HandlerContext", "Incoming", "RetryPolicy"]
 
 HEADER_TIMESTAMP = "x-gel-sello"
 
@@ -61,9 +62,39 @@ class Incoming:
     signer: str
 
 
-Handler = Callable[[Incoming], etree._Element]
-"""Answers a request: returns the response payload (`salida<Service>`), or raises `GelFault` (a coded
-falla for the caller) or `ConnectorError` (the legacy system failed; retried while retryable)."""
+@dataclass
+class HandlerContext:
+    """What a handler may use besides the request: its entity's connector, and `emit` for messages that must
+    leave with the answer (an event announcing a decision) — they are signed and committed to the outbox in
+    the same transaction as the answer, so a decision and its announcement never part."""
+
+    entity: str
+    connector: Connector | None
+    _adapter: Adapter
+    _emitted: list[Outgoing]
+
+    def emit(self, service: ServiceRef, recipient: str, payload: etree._Element, *,
+             message_type: MessageType = MessageType.EVENT, chain_id: str | None = None,
+             radicado: str | None = None) -> str:
+        outgoing = self._adapter._signed(service, recipient, payload, message_type=message_type, chain_id=chain_id,
+                                         radicado=radicado)
+        self._emitted.append(outgoing)
+        return outgoing.message_id
+
+
+Handler = Callable[..., etree._Element]
+"""Answers a request — `handler(request)` or `handler(request, context)` with a `HandlerContext` — by returning
+the response payload (`salida<Service>`), or raising `GelFault` (a coded falla for the caller) or
+`ConnectorError` (the legacy system failed; retried while retryable)."""
+
+
+def _wants_context(handler: Handler) -> bool:
+    try:
+        parameters = inspect.signature(handler).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.name == "context" for p in parameters)
 
 Callback = Callable[[Incoming], None]
 
@@ -90,7 +121,8 @@ class Adapter:
     def __init__(self, entity: str, transport: Transport, credential: Credential, trust: TrustStore,
                  store: AdapterStore, handlers: Mapping[tuple[str, str], Handler], *,
                  retry: RetryPolicy = RetryPolicy(), receipts: bool = True, prefetch: int = 16,
-                 on_message: Callback | None = None, relay_interval: float = 1.0) -> None:
+                 on_message: Callback | None = None, relay_interval: float = 1.0,
+                 connector: Connector | None = None) -> None:
         self.entity = entity
         self.transport = transport
         self.credential = credential
@@ -102,6 +134,7 @@ class Adapter:
         self.prefetch = prefetch
         self.on_message = on_message
         self.relay_interval = relay_interval
+        self.connector = connector
         self.log = get_logger(component="adapter", entidad=entity)
         self._consumer: Consumer | None = None
         self._stopping = threading.Event()
@@ -133,12 +166,18 @@ class Adapter:
              message_type: MessageType = MessageType.REQUEST) -> str:
         """Send a request (or an event) through the outbox; returns its idMensaje. The answer arrives at
         `on_message` correlated by `idCorrelacion`."""
+        outgoing = self._signed(service, recipient, payload, message_type=message_type, chain_id=chain_id,
+                                radicado=radicado, user=user)
+        self.store.enqueue([outgoing])
+        self._wake.set()
+        return outgoing.message_id
+
+    def _signed(self, service: ServiceRef, recipient: str, payload: etree._Element, *, message_type: MessageType,
+                chain_id: str | None = None, radicado: str | None = None, user: str | None = None) -> Outgoing:
         header = new_header(sender=self.entity, recipient=recipient, service=service, message_type=message_type,
                             chain_id=chain_id, radicado=radicado, user=user)
         body = serialize(sign_element(build_message(header, payload), self.credential))
-        self.store.enqueue([Outgoing(header.message_id, recipient, message_type.value, body)])
-        self._wake.set()
-        return header.message_id
+        return Outgoing(header.message_id, recipient, message_type.value, body)
 
     # -- receiving -----------------------------------------------------------------------------
     def handle(self, delivery: Delivery) -> None:
@@ -179,17 +218,18 @@ class Adapter:
     def _answer(self, request: Incoming) -> tuple[list[Outgoing], str | None]:
         header = request.header
         outgoing = [self._receipt(request)] if self.receipts else []
+        emitted: list[Outgoing] = []
         try:
-            payload = self._run_handler(request)
+            payload = self._run_handler(request, HandlerContext(self.entity, self.connector, self, emitted))
         except (GelFault, ConnectorError) as exc:
             falla = _fault_of(exc)
             self.log.warning("adapter.fault", message_id=header.message_id, code=str(falla.code))
             outgoing.append(self._reply(request, MessageType.FAULT, falla.to_xml()))
             return outgoing, str(falla.code)
         outgoing.append(self._reply(request, MessageType.RESPONSE, payload))
-        return outgoing, None
+        return outgoing + emitted, None
 
-    def _run_handler(self, request: Incoming) -> etree._Element:
+    def _run_handler(self, request: Incoming, context: HandlerContext) -> etree._Element:
         header = request.header
         handler = self.handlers.get((header.service.code, header.service.version))
         if handler is None:
@@ -198,7 +238,8 @@ class Adapter:
         waits = self.retry.waits()
         while True:
             try:
-                return handler(request)
+                context._emitted.clear()
+                return handler(request, context) if _wants_context(handler) else handler(request)
             except ConnectorError as exc:
                 if not exc.retryable or not waits:
                     raise

@@ -18,7 +18,7 @@ from broker.commands.demo_legacy import LegacySide, legacy_side
 from broker.commands.output import console
 from broker.gateway.gateway import HEADER_TIMESTAMP
 from broker.gateway.local import LocalPlatform, TransportKind, open_platform
-from broker.gelxml import MessageType
+from broker.gelxml import GelFault, MessageType
 from broker.gelxml.envelope import read_header, reissue
 from broker.gelxml.parsing import parse_untrusted
 from broker.logs import quieten
@@ -94,6 +94,13 @@ def _fault_of(delivery: Delivery | None) -> tuple[str, str]:
     return _fault_of_body(delivery.body)
 
 
+def _message_id(data: bytes) -> str | None:
+    try:
+        return read_header(parse_untrusted(data)).message_id
+    except (GelFault, ValueError, KeyError):
+        return None
+
+
 def _fault_of_body(body: bytes) -> tuple[str, str]:
     root = parse_untrusted(body)
     return (root.findtext("{*}cuerpo/{*}falla/{*}codFalla") or "",
@@ -109,7 +116,13 @@ def _check_arrival(delivery: Delivery, trust: TrustStore) -> int:
 
 def _expect_fault(platform: LocalPlatform, publisher: str, data: bytes, expected: str, label: str) -> int:
     platform.send(publisher, data)
-    code, text = _fault_of(platform.receive(publisher))
+    sent_id = _message_id(data)
+    while (delivery := platform.receive(publisher)) is not None:
+        correlation = read_header(parse_untrusted(delivery.body)).correlation_id
+        if sent_id is None or correlation == sent_id:
+            break
+        _note_stray(delivery.body)
+    code, text = _fault_of(delivery)
     mark = "[green]✓[/]" if code == expected else "[red]✗[/]"
     console.print(f"   {mark} {label}: falla firmada {code or '(ninguna)'} — {text}", soft_wrap=True)
     return int(code != expected)
@@ -138,7 +151,6 @@ def demo() -> None:
     surprises = 0
     try:
         surprises += _run_housing_chain(settings, platform, entities, pki, samples / "valid")
-        surprises += _fan_out(platform, entities, pki, samples / "valid")
         surprises += _refusals(platform, pki, samples)
         surprises += _closing(log, pki, settings, first_seq)
     finally:
@@ -158,7 +170,7 @@ def _run_housing_chain(settings: Settings, platform: LocalPlatform, entities: En
             console.print(f"  [yellow]Los adaptadores no arrancaron ({exc}); la cadena usa las respuestas de "
                           "muestra.[/]", soft_wrap=True)
             side = None
-        return _housing_chain(platform, entities, pki, valid, side)
+        return _housing_chain(platform, entities, pki, valid, side) + _fan_out(platform, entities, pki, valid, side)
 
 
 def _arrival(platform: LocalPlatform, side: LegacySide | None, entity: str, trust: TrustStore
@@ -167,10 +179,17 @@ def _arrival(platform: LocalPlatform, side: LegacySide | None, entity: str, trus
     if side is not None and entity in side.adapters:
         incoming = side.next_for(entity)
         return (incoming.body, "verificado por su adaptador") if incoming is not None else None
-    delivery = platform.receive(entity)
-    if delivery is None:
-        return None
-    return delivery.body, f"sello n.º {_check_arrival(delivery, trust)}"
+    while (delivery := platform.receive(entity)) is not None:
+        if HEADER_TIMESTAMP in delivery.headers:
+            return delivery.body, f"sello n.º {_check_arrival(delivery, trust)}"
+        _note_stray(delivery.body)
+    return None
+
+
+def _note_stray(body: bytes) -> None:
+    """A platform falla about an earlier run's message (a reply deadline that expired meanwhile)."""
+    code, text = _fault_of_body(body)
+    console.print(f"      [dim](aviso de la plataforma sobre un mensaje anterior: {code} {text})[/]", soft_wrap=True)
 
 
 def _housing_chain(platform: LocalPlatform, entities: EntityRegistry, pki: DevPKI, valid: Path,
@@ -261,17 +280,31 @@ def _answered_by_adapter(platform: LocalPlatform, side: LegacySide, sender: str,
     return "respuesta firmada"
 
 
-def _fan_out(platform: LocalPlatform, entities: EntityRegistry, pki: DevPKI, valid: Path) -> int:
-    """Fonvivienda publishes its decision once, to the platform; the catalog's subscribers each get it."""
-    event = sign_message(reissue(parse_untrusted((valid / "asignarSubsidio-evento.xml").read_bytes())),
-                         pki.credential(FONVIVIENDA))
-    subscribers = platform.parts.pipeline.recipients_of(read_header(parse_untrusted(event)))
-    platform.send(FONVIVIENDA, event)
-    reached = [s for s in subscribers if (d := platform.receive(s)) is not None and d.body == event]
+def _fan_out(platform: LocalPlatform, entities: EntityRegistry, pki: DevPKI, valid: Path,
+             side: LegacySide | None) -> int:
+    """Fonvivienda's decision reaches every subscriber in the catalog through one event to the platform: the
+    event its adapter emitted with the answer, or (without adapters) the sample event published here."""
+    template = parse_untrusted((valid / "asignarSubsidio-evento.xml").read_bytes())
+    subscribers = platform.parts.pipeline.recipients_of(read_header(template))
+    if side is None:
+        event = sign_message(reissue(template), pki.credential(FONVIVIENDA))
+        platform.send(FONVIVIENDA, event)
+        origin = "publicado una vez por Fonvivienda"
+    else:
+        origin = "emitido por el adaptador de Fonvivienda con su respuesta"
+
+    def got_it(subscriber: str) -> bool:
+        if side is not None and subscriber in side.adapters:
+            arrived = [m for m in side.received[subscriber] if m.header.message_type is MessageType.EVENT]
+            return any(m.header.sender == FONVIVIENDA for m in arrived)
+        delivery = platform.receive(subscriber, timeout=5)
+        return delivery is not None and read_header(parse_untrusted(delivery.body)).sender == FONVIVIENDA
+
+    reached = [s for s in subscribers if got_it(s)]
     names = ", ".join(_short(entities, s, 30) for s in reached)
     ok = len(reached) == len(subscribers) > 0
-    console.print(f"  Evento asignarSubsidio publicado una vez por Fonvivienda → {len(reached)} suscriptores del "
-                  f"catálogo: {names} {'[green]✓[/]' if ok else '[red]✗[/]'}", soft_wrap=True)
+    console.print(f"  Evento asignarSubsidio {origin} → {len(reached)} suscriptores del catálogo: {names} "
+                  f"{'[green]✓[/]' if ok else '[red]✗[/]'}", soft_wrap=True)
     return int(not ok)
 
 
@@ -293,6 +326,10 @@ def _refusals(platform: LocalPlatform, pki: DevPKI, samples: Path) -> int:
                                                    .read_bytes())), pki.credential(ORCHESTRATOR))
     platform.send(ORCHESTRATOR, genuine)
     platform.receive(REGISTRADURIA)
+    answer = reissue(parse_untrusted((samples / "valid" / "verificarIdentidad-respuesta.xml").read_bytes()),
+                     answering=genuine)
+    platform.send(REGISTRADURIA, sign_message(answer, pki.credential(REGISTRADURIA)))
+    platform.receive(ORCHESTRATOR)  # answered: no reply deadline is left open
     tampered = genuine.replace(b"1020304050", b"1020304059", 1)
     surprises += _expect_fault(platform, ORCHESTRATOR, tampered, "GEL-AUTH-BAD_SIGNATURE", "dato alterado tras firmar")
     reused = sign_message(tampered, pki.credential(ORCHESTRATOR))

@@ -14,7 +14,7 @@ import pytest
 from lxml import etree
 
 from adapters.sdk.connectors.base import LegacyGarbage, LegacyNotFound, LegacyUnavailable
-from adapters.sdk.runtime import Adapter, Incoming, RetryPolicy
+from adapters.sdk.runtime import Adapter, HandlerContext, Incoming, RetryPolicy
 from adapters.sdk.store import AdapterStore, InboxState
 from broker.gateway.local import LocalPlatform, open_platform
 from broker.gelxml import FaultCode, MessageType
@@ -161,3 +161,53 @@ def test_a_failure_the_adapter_cannot_fix_comes_back_as_a_coded_falla(scene: Sce
     assert falla.signer == REGISTRADURIA and falla.header.correlation_id == request_id
     assert falla.payload is not None and falla.payload.findtext("{*}codFalla") == code
     assert scene.provider.store.state(request_id) is InboxState.FAILED
+
+
+FONVIVIENDA = "CO/GOB/830121208"
+ASSIGNMENT = ServiceRef("asignarSubsidio", "1.0")
+SUBSCRIBERS = ("CO/CCF/860007336", "CO/CCF/860066942", "CO/FID/860525148", "CO/PRIV/900123451")
+
+
+@pytest.mark.parametrize("decides", [True, False])
+def test_an_event_emitted_by_a_handler_leaves_with_the_answer_and_only_with_it(
+        tmp_path: Path, pki: DevPKI, decides: bool) -> None:
+    settings = Settings(certs_dir=pki.directory, database_url=f"sqlite:///{tmp_path / 'gel.db'}",
+                        schemas_dir=ROOT / "schemas", entities_file=ENTITIES_FILE)
+    platform = open_platform(settings, "embedded")
+
+    def assign(request: Incoming, context: HandlerContext) -> etree._Element:
+        event = sample_payload("asignarSubsidio-evento.xml")
+        context.emit(ASSIGNMENT, "CO/PLAT/900000001", event, radicado=request.header.radicado)
+        if not decides:
+            raise LegacyUnavailable(FONVIVIENDA, detail="base de datos caída")
+        return sample_payload("asignarSubsidio-respuesta.xml")
+
+    inbox = Inbox()
+    provider = Adapter(FONVIVIENDA, platform.transport(FONVIVIENDA), pki.credential(FONVIVIENDA), pki.trust_store(),
+                       AdapterStore(f"sqlite:///{tmp_path / 'fonvivienda.db'}"),
+                       {(ASSIGNMENT.code, ASSIGNMENT.version): assign},
+                       retry=RetryPolicy(attempts=2, initial=0.05), relay_interval=0.2)
+    caller = Adapter(ORCHESTRATOR, platform.transport(ORCHESTRATOR), pki.credential(ORCHESTRATOR), pki.trust_store(),
+                     AdapterStore(f"sqlite:///{tmp_path / 'orquestador.db'}"), {}, on_message=inbox,
+                     relay_interval=0.2)
+    provider.start()
+    caller.start()
+    try:
+        request_id = caller.call(ASSIGNMENT, FONVIVIENDA, sample_payload("asignarSubsidio-solicitud.xml"))
+        inbox.wait_for(2)
+        answer = next(m for m in inbox.messages if m.header.message_type is not MessageType.RECEIPT)
+        assert answer.header.correlation_id == request_id
+        assert answer.header.message_type is (MessageType.RESPONSE if decides else MessageType.FAULT)
+        for subscriber in SUBSCRIBERS:
+            delivery = platform.receive(subscriber, timeout=3 if decides else 0.5)
+            if decides:
+                assert delivery is not None, f"{subscriber} did not get the event"
+                assert parse_untrusted(delivery.body).findtext("{*}encabezado/{*}tipoMensaje") == "evento"
+            else:
+                assert delivery is None, "an event of a decision that failed must not leave"
+    finally:
+        caller.stop()
+        provider.stop()
+        platform.close()
+        caller.store.close()
+        provider.store.close()

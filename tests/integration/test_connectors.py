@@ -859,3 +859,18 @@ def test_bad_config_is_a_spanish_value_error_naming_the_key(
     with pytest.raises(ValueError, match="Configuración del conector") as info:
         connector_from_config(SISBEN, config, base_dir=tmp_path)
     assert f"'{key}'" in str(info.value) or f"{key}:" in str(info.value), str(info.value)
+
+
+def test_a_write_that_starts_with_with_reports_its_row_count_on_sqlite(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    url = f"sqlite:///{tmp_path / 'cte.db'}"
+    with create_engine(url).begin() as connection:
+        connection.execute(text("CREATE TABLE t (a INTEGER PRIMARY KEY)"))
+    connector = SqlConnector("CO/GOB/899999011", url, {"insertar": SqlOperation(
+        "WITH nuevo AS (SELECT :a AS a) INSERT OR IGNORE INTO t SELECT a FROM nuevo", write=True)})
+    try:
+        assert connector.call("insertar", {"a": 1}) == [{"filas": 1}]
+        assert connector.call("insertar", {"a": 1}) == [{"filas": 0}], "a repeated insert changes nothing"
+    finally:
+        connector.close()

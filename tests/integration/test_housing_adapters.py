@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from adapters.fonvivienda.handlers import evento_asignacion
 from adapters.legacy.seed import SeededLegacy, seed
 from adapters.oferente.eventos import registrar_asignacion
 from adapters.sdk.assembly import AssembledAdapter, assemble
@@ -520,26 +519,30 @@ def test_without_an_email_the_caja_notifies_by_certified_mail(window: Window, ca
 # The oferente: no service, a subscriber of the assignment event
 
 
-def test_the_oferente_gets_the_assignment_through_the_platform_fan_out(window: Window) -> None:
-    decided = window.ask("asignarSubsidio", FONVIVIENDA, payload("asignarSubsidio-solicitud.xml"))
-    assert decided.header.message_type is MessageType.RESPONSE and decided.payload is not None
-    event = evento_asignacion(SAMPLE_RADICADO, decided.payload)
+def test_fonvivienda_announces_a_new_assignment_once_and_the_oferente_records_it(window: Window) -> None:
+    radicado, *_pool = undecided(window, "B.CUPOS_DISPONIBLES > 0 AND B.SALDO_DISPONIBLE >= 39000000 "
+                                         "AND C.TOPE_VALOR >= 39000000 AND C.PUNTAJE_MINIMO <= 742.35")
+    request = put(payload("asignarSubsidio-solicitud.xml"), "radicado", radicado)
     salida = window.legacy.oferente_dir / "salida"
     before = set(salida.iterdir())
-    window.adapters["fonvivienda"].adapter.call(ServiceRef("asignarSubsidio", "1.0"), GATEWAY, event,
-                                                 message_type=MessageType.EVENT, radicado=SAMPLE_RADICADO)
+    decided = window.ask("asignarSubsidio", FONVIVIENDA, request)
+    assert decided.header.message_type is MessageType.RESPONSE and decided.payload is not None
+    assert text(decided.payload, "asignado") == "true"
     deadline = time.monotonic() + 20
     while not (written := new_files(salida, before)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(written) == 1, "the oferente did not record the event"
+    assert len(written) == 1, "the oferente did not record the event Fonvivienda emitted with its answer"
     header, records = read_batch(written[0])
     assert header == ["radicado", "asignado", "valor", "resolucion", "fecha_resolucion", "recibido"]
     (row,) = records
     value = Decimal(text(decided.payload, "valorPesos") or "")
-    assert (row["radicado"], row["asignado"], row["resolucion"]) == (SAMPLE_RADICADO, "SI",
-                                                                       text(decided.payload, "numActo"))
-    assert row["valor"] == f"{value:,.2f}".translate(str.maketrans(",.", ".,")) == "39.000.000,00"
+    assert (row["radicado"], row["asignado"], row["resolucion"]) == (radicado, "SI", text(decided.payload, "numActo"))
+    assert row["valor"] == f"{value:,.2f}".translate(str.maketrans(",.", ".,"))
     assert row["fecha_resolucion"] == f"{date.fromisoformat(text(decided.payload, 'fechaActo') or ''):%d/%m/%Y}"
+    again = window.ask("asignarSubsidio", FONVIVIENDA, copy.deepcopy(request))
+    assert again.header.message_type is MessageType.RESPONSE
+    time.sleep(1)
+    assert new_files(salida, before) == written, "asking again repeats the answer, not the announcement"
 
 
 # Configuration

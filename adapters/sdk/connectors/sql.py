@@ -186,6 +186,9 @@ class SqlConnector:
                 result = connection.execute(clause, bound)
                 if spec.write:
                     rows = result.rowcount
+                    if rows < 0 and connection.dialect.name == "sqlite":
+                        # Python's sqlite3 reports -1 for a write that starts with WITH; SQLite itself knows.
+                        rows = int(connection.exec_driver_sql("SELECT changes()").scalar_one())
                     connection.commit()
                     return [{"filas": rows}]
                 if not result.returns_rows:
