@@ -26,7 +26,6 @@ import pytest
 from lxml import etree
 
 from adapters.legacy.seed import SeededLegacy, seed
-from adapters.oferente.eventos import registrar_asignacion
 from adapters.sdk.assembly import AssembledAdapter, assemble
 from adapters.sdk.config import load_adapter_config
 from adapters.sdk.mapping import load_mapping, municipality_code
@@ -133,8 +132,6 @@ def window(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             for name in ADAPTERS:
                 config = load_adapter_config(ROOT / "adapters" / name / "adapter.yaml")
                 adapters[name] = assemble(config, settings, platform.transport(config.entity), registry=registry)
-            # adapter.yaml cannot name an event callback (see adapters/oferente/adapter.yaml): wire it here.
-            adapters["oferente"].adapter.on_message = registrar_asignacion
             for assembled in adapters.values():
                 assembled.adapter.start()
             inbox = Inbox()
