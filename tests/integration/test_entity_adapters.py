@@ -1,14 +1,15 @@
 """The chains' entity adapters, as shipped (adapters/<entity>/adapter.yaml), over seeded legacy systems:
 the Registraduría behind a live legacy JSON service, SISBEN behind its SQL table — answering the
-orchestrator through the platform, on both transports."""
+orchestrator through the platform, on both transports. The legacy JSON service runs as a process of its own."""
 
 from __future__ import annotations
 
 import copy
-import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,6 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from adapters.legacy.identity_app import BackgroundServer, start_background
 from adapters.legacy.seed import seed
 from adapters.sdk.assembly import AssembledAdapter, assemble
 from adapters.sdk.config import load_adapter_config
@@ -45,13 +45,36 @@ def text(incoming: Incoming, local_name: str) -> str | None:
     return incoming.payload.findtext(f".//{{*}}{local_name}")
 
 
+@dataclass(frozen=True)
+class LegacyService:
+    url: str
+
+
 @pytest.fixture(scope="module")
-def legacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, BackgroundServer]]:
+def legacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, LegacyService]]:
+    """Seeded legacy data, and the Registraduría's JSON service running as its own process."""
     folder = tmp_path_factory.mktemp("legacy")
     seeded = seed(folder)
-    server = start_background(json.loads(seeded.identity_json.read_text(encoding="utf-8")))
-    yield folder, server
-    server.stop()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "adapters.legacy.identity_app", str(port), "--datos",
+                                str(seeded.identity_json)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert process.poll() is None, "the legacy identity service did not start"
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the legacy identity service never opened its port"
+                time.sleep(0.1)
+        yield folder, LegacyService(f"http://127.0.0.1:{port}")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @dataclass
@@ -72,7 +95,7 @@ class Chain:
 
 @pytest.fixture(params=["embedded", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
 def chain(request: pytest.FixtureRequest, tmp_path: Path, pki: DevPKI, registry: SchemaRegistry,
-          legacy: tuple[Path, BackgroundServer], monkeypatch: pytest.MonkeyPatch) -> Iterator[Chain]:
+          legacy: tuple[Path, LegacyService], monkeypatch: pytest.MonkeyPatch) -> Iterator[Chain]:
     folder, server = legacy
     monkeypatch.setenv("GEL_REGISTRADURIA_URL", server.url)
     monkeypatch.setenv("GEL_REGISTRADURIA_STORE", f"sqlite:///{tmp_path / 'registraduria.db'}")
@@ -150,7 +173,7 @@ def test_someone_never_surveyed_is_an_answer_not_a_fault(chain: Chain) -> None:
 
 
 def test_gel_adapter_check_reports_a_reachable_and_an_unreachable_legacy_system(
-        legacy: tuple[Path, BackgroundServer], pki: DevPKI, tmp_path: Path) -> None:
+        legacy: tuple[Path, LegacyService], pki: DevPKI, tmp_path: Path) -> None:
     folder, server = legacy
     env = {**os.environ, "GEL_CERTS_DIR": str(pki.directory), "GEL_SISBEN_DB_URL": f"sqlite:///{folder / 'sisben.db'}",
            "GEL_SISBEN_STORE": f"sqlite:///{tmp_path / 's.db'}", "GEL_REGISTRADURIA_URL": server.url,
