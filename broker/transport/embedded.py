@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
-import queue as queue_mod
 import re
 import threading
 import time
@@ -33,6 +32,7 @@ from broker.transport.abc import (
     Topology,
     TransportError,
 )
+from broker.transport.worker import HandlerThread
 
 __all__ = ["EmbeddedBroker", "EmbeddedTransport", "default_broker", "topic_matches"]
 
@@ -357,32 +357,19 @@ class _EmbeddedConsumer:
         self.token = _Token(transport, prefetch)
         self.cancelled = False
         self._transport = transport
-        self._inbox: queue_mod.SimpleQueue[Delivery | None] = queue_mod.SimpleQueue()
-        self._worker = threading.Thread(target=self._work, name=f"gel-consumer-{queue}", daemon=True)
-        self._worker.start()
+        self._worker = HandlerThread(
+            queue, handler, log=transport._log, requeue=lambda d: transport.nack(d, requeue=True),
+            current=lambda d: not self.cancelled and d.delivery_tag in self.token.unsettled)
 
     def cancel(self) -> None:
         """Stop receiving; unsettled deliveries go back to the queue."""
         self._transport._cancel_consumer(self)
 
     def submit(self, delivery: Delivery) -> None:
-        self._inbox.put(delivery)
+        self._worker.submit(delivery)
 
     def stop_worker(self, timeout: float = 10.0) -> None:
-        self._inbox.put(None)
-        if threading.current_thread() is not self._worker:
-            self._worker.join(timeout)
-
-    def _work(self) -> None:
-        log = self._transport._log.bind(cola=self.queue)
-        while (delivery := self._inbox.get()) is not None:
-            if self.cancelled or delivery.delivery_tag not in self.token.unsettled:
-                continue
-            try:
-                self.handler(delivery)
-            except Exception:
-                log.exception("consumidor_fallo", delivery_tag=delivery.delivery_tag)
-                self._transport.nack(delivery, requeue=True)
+        self._worker.stop(timeout)
 
 
 class EmbeddedTransport:

@@ -11,7 +11,6 @@ exponential backoff, and the consumers with it; publishes that were unconfirmed 
 from __future__ import annotations
 
 import contextlib
-import queue as queue_mod
 import random
 import threading
 import time
@@ -35,6 +34,7 @@ from broker.transport.abc import (
     Topology,
     TransportError,
 )
+from broker.transport.worker import HandlerThread
 
 __all__ = ["RabbitMQTransport"]
 
@@ -123,32 +123,19 @@ class _RabbitConsumer:
         self.cancelled = False
         self.started: Future[None] = Future()
         self._transport = transport
-        self._inbox: queue_mod.SimpleQueue[Delivery | None] = queue_mod.SimpleQueue()
-        self._worker = threading.Thread(target=self._work, name=f"gel-consumer-{queue}", daemon=True)
-        self._worker.start()
+        self._worker = HandlerThread(
+            queue, handler, log=transport._log, requeue=lambda d: transport.nack(d, requeue=True),
+            current=lambda d: d.token.alive())  # a dead channel's deliveries come again on the new one
 
     def cancel(self) -> None:
         """Stop receiving; unsettled deliveries go back to the queue."""
         self._transport._cancel_consumer(self)
 
     def submit(self, delivery: Delivery) -> None:
-        self._inbox.put(delivery)
+        self._worker.submit(delivery)
 
     def stop_worker(self, timeout: float = 10.0) -> None:
-        self._inbox.put(None)
-        if threading.current_thread() is not self._worker:
-            self._worker.join(timeout)
-
-    def _work(self) -> None:
-        log = self._transport._log.bind(cola=self.queue)
-        while (delivery := self._inbox.get()) is not None:
-            if not delivery.token.alive():
-                continue  # its channel died: RabbitMQ redelivers it on the new one
-            try:
-                self.handler(delivery)
-            except Exception:
-                log.exception("consumidor_fallo", delivery_tag=delivery.delivery_tag)
-                self._transport.nack(delivery, requeue=True)
+        self._worker.stop(timeout)
 
 
 class RabbitMQTransport:
