@@ -22,20 +22,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import socket
-import threading
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from lxml import etree
 from pydantic import BaseModel, Field
 
+from adapters.legacy.server import BackgroundServer, serve_background, serve_foreground
 from broker.gelxml.faults import GelFault
 from broker.gelxml.parsing import parse_untrusted
 
@@ -172,12 +169,6 @@ def _soap_fault(code: str, message: str) -> Response:
     )
 
 
-def _config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
-    return uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
-    )
-
-
 def serve(
     port: int,
     people: Iterable[dict[str, Any]] = SAMPLE_PEOPLE,
@@ -187,30 +178,7 @@ def serve(
     seconds: float = 3.0,
 ) -> None:
     """Run the service in the foreground until interrupted (Ctrl+C)."""
-    uvicorn.Server(_config(create_app(people, mode=mode, seconds=seconds), host, port)).run()
-
-
-@dataclass(frozen=True, slots=True)
-class BackgroundServer:
-    """A running stand-in: its base `url`, and `stop()` to shut it down."""
-
-    url: str
-    port: int
-    server: uvicorn.Server
-    thread: threading.Thread
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout)
-        if self.thread.is_alive():
-            self.server.force_exit = True
-            self.thread.join(timeout)
-
-    def __enter__(self) -> BackgroundServer:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
+    serve_foreground(create_app(people, mode=mode, seconds=seconds), port, host=host)
 
 
 def start_background(
@@ -223,23 +191,8 @@ def start_background(
     startup_timeout: float = 10.0,
 ) -> BackgroundServer:
     """Serve in a daemon thread (port 0: a free port) and return once it accepts connections."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    bound_port = sock.getsockname()[1]
-    server = uvicorn.Server(_config(create_app(people, mode=mode, seconds=seconds), host, bound_port))
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"identity-app-{bound_port}", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + startup_timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            sock.close()
-            raise RuntimeError(f"El servicio simulado de identidad no arrancó en el puerto {bound_port}.")
-        time.sleep(0.01)
-    return BackgroundServer(url=f"http://{host}:{bound_port}", port=bound_port, server=server, thread=thread)
+    return serve_background(create_app(people, mode=mode, seconds=seconds), name="identidad", host=host, port=port,
+                            startup_timeout=startup_timeout)
 
 
 def main(argv: list[str] | None = None) -> None:

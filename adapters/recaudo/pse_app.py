@@ -16,19 +16,16 @@ shuts it down; `python -m adapters.recaudo.pse_app PORT [recaudo.json]` serves i
 from __future__ import annotations
 
 import json
-import socket
 import sys
-import threading
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+
+from adapters.legacy.server import BackgroundServer, serve_background, serve_foreground
 
 __all__ = ["PseServer", "create_app", "start_background"]
 
@@ -60,44 +57,14 @@ def create_app(transactions: Iterable[dict[str, Any]]) -> FastAPI:
     return app
 
 
-@dataclass(frozen=True, slots=True)
-class PseServer:
-    url: str
-    port: int
-    server: uvicorn.Server
-    thread: threading.Thread
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout)
-        if self.thread.is_alive():
-            self.server.force_exit = True
-            self.thread.join(timeout)
-
-
-def _config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
-    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
-                          timeout_graceful_shutdown=2)
+PseServer = BackgroundServer
 
 
 def start_background(transactions: Iterable[dict[str, Any]], *, host: str = "127.0.0.1", port: int = 0,
-                     startup_timeout: float = 10.0) -> PseServer:
+                     startup_timeout: float = 10.0) -> BackgroundServer:
     """Serve in a daemon thread (port 0: a free port) and return once it accepts connections."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    bound = sock.getsockname()[1]
-    server = uvicorn.Server(_config(create_app(transactions), host, bound))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"pse-app-{bound}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + startup_timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            sock.close()
-            raise RuntimeError(f"El servicio simulado de PSE no arrancó en el puerto {bound}.")
-        time.sleep(0.01)
-    return PseServer(url=f"http://{host}:{bound}", port=bound, server=server, thread=thread)
+    return serve_background(create_app(transactions), name="PSE", host=host, port=port,
+                            startup_timeout=startup_timeout)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("uso: python -m adapters.recaudo.pse_app PUERTO [recaudo.json]")
     source = Path(args[1]) if len(args) > 1 else Path("var/legacy/recaudo.json")
     transactions = json.loads(source.read_text(encoding="utf-8"))
-    uvicorn.Server(_config(create_app(transactions), "127.0.0.1", int(args[0]))).run()
+    serve_foreground(create_app(transactions), int(args[0]))
 
 
 if __name__ == "__main__":
