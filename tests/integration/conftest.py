@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -14,8 +15,14 @@ from broker.transport.provisioning import Credentials, apply_topology
 from tests.conftest import require_tool
 
 
-def rabbitmqctl(*args: str) -> str:
-    done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=120)
+def rabbitmqctl(*args: str, attempts: int = 1) -> str:
+    """rabbitmqctl; clean-up passes `attempts`, as the shared node may be restarting under another test."""
+    for attempt in range(attempts):
+        done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=120)
+        if done.returncode == 0:
+            break
+        if attempt + 1 < attempts:
+            time.sleep(1)
     assert done.returncode == 0, done.stderr or done.stdout
     return done.stdout
 

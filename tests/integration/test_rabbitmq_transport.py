@@ -4,7 +4,6 @@ confirms, settling, dead-lettering, …) is checked for every transport in test_
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 import uuid
@@ -24,35 +23,24 @@ from broker.transport.abc import (
 )
 from broker.transport.rabbitmq import RabbitMQTransport
 from tests.conftest import require_tool
+from tests.integration.conftest import rabbitmqctl
 
 pytestmark = pytest.mark.rabbitmq
 
 QUORUM = {"x-queue-type": "quorum"}
 
 
-def _ctl(*args: str, attempts: int = 1) -> str:
-    """rabbitmqctl; clean-up retries a while, as the shared node may be restarting under another test."""
-    for attempt in range(attempts):
-        done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
-        if done.returncode == 0:
-            break
-        if attempt + 1 < attempts:
-            time.sleep(1)
-    assert done.returncode == 0, done.stderr or done.stdout
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def vhost_url(amqp_url: str) -> Iterator[str]:
     require_tool("rabbitmqctl")
     vhost = f"gel-test-{uuid.uuid4().hex[:8]}"
-    _ctl("add_vhost", vhost)
+    rabbitmqctl("add_vhost", vhost)
     try:
-        _ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
         parsed = urlparse(amqp_url)
         yield urlunparse(parsed._replace(path="/" + quote(vhost, safe="")))
     finally:
-        _ctl("delete_vhost", vhost, attempts=30)
+        rabbitmqctl("delete_vhost", vhost, attempts=30)
 
 
 @pytest.fixture
@@ -97,11 +85,11 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
 def _kill_connection(vhost_url: str, label: str) -> None:
     vhost = urlparse(vhost_url).path.lstrip("/")
     vhost = vhost.replace("%2F", "/").replace("%2f", "/")
-    listing = _ctl("list_connections", "-p", vhost, "--no-table-headers", "pid", "client_properties")
+    listing = rabbitmqctl("list_connections", "-p", vhost, "--no-table-headers", "pid", "client_properties")
     pids = [line.split("\t", 1)[0] for line in listing.splitlines() if label in line]
     assert pids, f"connection {label} not found in:\n{listing}"
     for pid in pids:
-        _ctl("close_connection", pid, "test")
+        rabbitmqctl("close_connection", pid, "test")
 
 
 def test_mismatched_queue_arguments_raise_with_the_broker_text(transport: RabbitMQTransport) -> None:

@@ -6,7 +6,6 @@ Every wait is bounded, so a broken implementation fails instead of hanging.
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 import uuid
@@ -31,6 +30,7 @@ from broker.transport.abc import (
 )
 from broker.transport.embedded import EmbeddedBroker, EmbeddedTransport, topic_matches
 from tests.conftest import require_tool
+from tests.integration.conftest import rabbitmqctl
 
 QUORUM = {"x-queue-type": "quorum"}
 WAIT = 10.0
@@ -52,39 +52,28 @@ class RabbitVhost:
 
     def user_url(self, permissions: Permissions) -> str:
         user, password = f"{self.name}-u{len(self.users)}", uuid.uuid4().hex
-        _ctl("add_user", user, password)
+        rabbitmqctl("add_user", user, password)
         self.users.append(user)
-        _ctl("set_permissions", "-p", self.name, user, permissions.configure, permissions.write, permissions.read)
+        rabbitmqctl("set_permissions", "-p", self.name, user, permissions.configure, permissions.write,
+                    permissions.read)
         netloc = f"{user}:{password}@{self._parsed.hostname}:{self._parsed.port or 5672}"
         return urlunparse(self._parsed._replace(netloc=netloc))
-
-
-def _ctl(*args: str, attempts: int = 1) -> str:
-    """rabbitmqctl; clean-up retries a while, as the shared node may be restarting under another test."""
-    for attempt in range(attempts):
-        done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
-        if done.returncode == 0:
-            break
-        if attempt + 1 < attempts:
-            time.sleep(1)
-    assert done.returncode == 0, done.stderr or done.stdout
-    return done.stdout
 
 
 @pytest.fixture(scope="module")
 def rabbit_vhost(amqp_url: str) -> Iterator[RabbitVhost]:
     require_tool("rabbitmqctl")
     vhost = RabbitVhost(amqp_url)
-    _ctl("add_vhost", vhost.name)
+    rabbitmqctl("add_vhost", vhost.name)
     try:
-        _ctl("set_permissions", "-p", vhost.name, "guest", ".*", ".*", ".*")
+        rabbitmqctl("set_permissions", "-p", vhost.name, "guest", ".*", ".*", ".*")
         yield vhost
     finally:
         try:
             for user in vhost.users:
-                _ctl("delete_user", user, attempts=30)
+                rabbitmqctl("delete_user", user, attempts=30)
         finally:
-            _ctl("delete_vhost", vhost.name, attempts=30)
+            rabbitmqctl("delete_vhost", vhost.name, attempts=30)
 
 
 @pytest.fixture(params=["embedded", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
