@@ -40,8 +40,9 @@ from lxml import etree
 from adapters.fonvivienda import legacy
 from adapters.sdk.connectors import LegacyGarbage, LegacyNotFound
 from adapters.sdk.mapping import COLOMBIA
+from adapters.sdk.package import per_person
 from adapters.sdk.runtime import HandlerContext, Incoming
-from broker.gelxml.namespaces import DOCUMENTO, FINANCIERO, PERSONAL, qname
+from broker.gelxml.namespaces import DOCUMENTO, FINANCIERO, qname
 
 __all__ = [
     "asignar_subsidio",
@@ -73,9 +74,7 @@ def consultar_subsidios_previos(request: Incoming) -> etree._Element:
     assert request.payload is not None
     connector = legacy.connector()
     answer: etree._Element | None = None
-    for identificacion in request.payload.iterchildren(qname(PERSONAL, "identificacion")):
-        asked = etree.Element(request.payload.tag)  # the request as if it named this one person
-        asked.append(copy.deepcopy(identificacion))
+    for asked in per_person(request.payload):
         params = _PERSON.solicitud.to_legacy(asked)
         person = _PERSON.respuesta.to_gel(params, validate=False)
         entry = person[0]  # svc:subsidiosPersona

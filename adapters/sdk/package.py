@@ -9,8 +9,10 @@ database URL in the environment); the old one is closed. A handler that takes a 
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,11 @@ from adapters.sdk.connectors import Connector, connector_from_config
 from adapters.sdk.mapping import ServiceMapping, load_mapping
 from broker.gelxml import load_registry
 from broker.gelxml.faults import FaultCode, fault
+from broker.gelxml.namespaces import PERSONAL, qname
 from broker.gelxml.registry import SchemaRegistry
 from broker.settings import Settings
 
-__all__ = ["AdapterPackage", "OwnConnector", "checked", "schema_registry"]
+__all__ = ["AdapterPackage", "OwnConnector", "checked", "per_person", "schema_registry"]
 
 _registry_lock = threading.Lock()
 _registries: dict[Path, SchemaRegistry] = {}
@@ -48,6 +51,15 @@ def checked(payload: etree._Element, entity: str) -> etree._Element:
     first = language.error_log[0]  # type: ignore[index]
     raise fault(FaultCode.ADAPTER_HANDLER_FAILED, entity=entity,
                 detail=f"la respuesta armada no es GEL-XML válido: {first.message}")
+
+
+def per_person(request_payload: etree._Element) -> Iterator[etree._Element]:
+    """The request once per `per:identificacion` it lists, each as if it named that person alone — how a
+    single-record mapping reads a household request (the mapping has no repeated groups yet)."""
+    for identificacion in request_payload.iterchildren(qname(PERSONAL, "identificacion")):
+        asked = etree.Element(request_payload.tag)
+        asked.append(copy.deepcopy(identificacion))
+        yield asked
 
 
 class OwnConnector:

@@ -8,13 +8,11 @@ A right that was transferred (a sold house) is history in the folio and does not
 
 from __future__ import annotations
 
-import copy
-
 from lxml import etree
 
+from adapters.sdk.package import per_person
 from adapters.sdk.runtime import Incoming
 from adapters.snr import legacy
-from broker.gelxml.namespaces import PERSONAL, qname
 
 __all__ = ["consultar_propiedad"]
 
@@ -26,9 +24,7 @@ def consultar_propiedad(request: Incoming) -> etree._Element:
     assert request.payload is not None
     connector = legacy.connector()
     answer: etree._Element | None = None
-    for identificacion in request.payload.iterchildren(qname(PERSONAL, "identificacion")):
-        asked = etree.Element(request.payload.tag)  # the request as if it named this one person
-        asked.append(copy.deepcopy(identificacion))
+    for asked in per_person(request.payload):
         params = _PERSON.solicitud.to_legacy(asked)
         folios = connector.call("predios_vigentes", params)
         person = _PERSON.respuesta.to_gel({**params, "tiene_propiedad": "true" if folios else "false"},

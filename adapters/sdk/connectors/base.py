@@ -26,6 +26,7 @@ __all__ = [
     "Record",
     "describe_params",
     "seconds_text",
+    "unknown_operation",
 ]
 
 Record = dict[str, Any]
@@ -36,6 +37,12 @@ def describe_params(params: Mapping[str, Any], names: Iterable[str] | None = Non
     chosen = params.keys() if names is None else [n for n in names if n in params]
     shown = [f"{name}={params[name]}" for name in chosen]
     return ", ".join(shown) if shown else "la consulta"
+
+
+def unknown_operation(kind: str, entity: str, operation: str, known: Iterable[str]) -> ValueError:
+    """The configuration error for an operation the connector was not given."""
+    listed = ", ".join(known) or "ninguna"
+    return ValueError(f"El conector {kind} de {entity} no tiene la operación {operation!r} (configuradas: {listed}).")
 
 
 def seconds_text(timeout: float) -> str:

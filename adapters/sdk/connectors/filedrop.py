@@ -33,7 +33,7 @@ from typing import Any
 
 from lxml import etree
 
-from adapters.sdk.connectors.base import LegacyGarbage, LegacyUnavailable, Record
+from adapters.sdk.connectors.base import LegacyGarbage, LegacyUnavailable, Record, unknown_operation
 from broker.gelxml.faults import GelFault
 from broker.gelxml.parsing import ParseLimits, parse_untrusted
 from broker.logs import get_logger
@@ -124,10 +124,7 @@ class FileDropConnector:
         """Write one CSV file to `salida/`. `params` is either one record, or `{"registros": [...]}` with an
         optional `"archivo"` name prefix. The answer is `[{"archivo": file name}]`."""
         if operation not in self._writes:
-            raise ValueError(
-                f"El conector de carpetas de {self.entity} no tiene la operación {operation!r} "
-                f"(configuradas: {', '.join(self._writes) or 'ninguna'})."
-            )
+            raise unknown_operation("de carpetas", self.entity, operation, self._writes)
         if "registros" in params:
             rows = params["registros"]
             if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):

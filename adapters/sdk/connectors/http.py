@@ -37,6 +37,7 @@ from adapters.sdk.connectors.base import (
     Record,
     describe_params,
     seconds_text,
+    unknown_operation,
 )
 from adapters.sdk.connectors.filedrop import element_record
 from broker.gelxml.faults import GelFault
@@ -180,10 +181,7 @@ class HttpConnector:
         try:
             spec = self._operations[operation]
         except KeyError:
-            raise ValueError(
-                f"El conector HTTP de {self.entity} no tiene la operación {operation!r} "
-                f"(configuradas: {', '.join(self._operations) or 'ninguna'})."
-            ) from None
+            raise unknown_operation("HTTP", self.entity, operation, self._operations) from None
         if isinstance(spec, SoapOperation):
             return self._call_soap(spec, operation, params)
         missing = [name for name in spec.path_params if params.get(name) in (None, "")]

@@ -25,6 +25,7 @@ from adapters.sdk.connectors.base import (
     Record,
     describe_params,
     seconds_text,
+    unknown_operation,
 )
 
 __all__ = ["CallableConnector", "resolve_callable"]
@@ -81,10 +82,7 @@ class CallableConnector:
         try:
             function = self._functions[operation]
         except KeyError:
-            raise ValueError(
-                f"El conector Python de {self.entity} no tiene la operación {operation!r} "
-                f"(configuradas: {', '.join(self._functions) or 'ninguna'})."
-            ) from None
+            raise unknown_operation("Python", self.entity, operation, self._functions) from None
         answer = self._invoke(function, operation, dict(params))
         if answer is None:
             raise LegacyNotFound(self.entity, what=describe_params(params))

@@ -37,6 +37,7 @@ from adapters.sdk.connectors.base import (
     Record,
     describe_params,
     seconds_text,
+    unknown_operation,
 )
 
 __all__ = ["SqlConnector", "SqlOperation"]
@@ -173,10 +174,7 @@ class SqlConnector:
         try:
             spec, clause, names = self._operations[operation]
         except KeyError:
-            raise ValueError(
-                f"El conector SQL de {self.entity} no tiene la operación {operation!r} "
-                f"(configuradas: {', '.join(self._operations) or 'ninguna'})."
-            ) from None
+            raise unknown_operation("SQL", self.entity, operation, self._operations) from None
         missing = [name for name in names if name not in params]
         if missing:
             raise ValueError(f"La operación {operation!r} necesita los parámetros: {', '.join(missing)}.")
