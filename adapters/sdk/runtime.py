@@ -25,7 +25,7 @@ from lxml import etree
 
 from adapters.sdk.connectors.base import Connector, ConnectorError
 from adapters.sdk.store import AdapterStore, InboxState, Outgoing
-from broker.gelxml import Falla, GelFault
+from broker.gelxml import GelFault
 from broker.gelxml.envelope import (
     Header,
     MessageType,
@@ -111,10 +111,6 @@ class RetryPolicy:
         return [min(self.initial * 2 ** n, self.maximum) for n in range(max(self.attempts - 1, 0))]
 
 
-def _fault_of(error: GelFault | ConnectorError) -> Falla:
-    return error.falla
-
-
 class Adapter:
     """One entity on the bus: answers the services it provides and calls others, durably."""
 
@@ -129,6 +125,7 @@ class Adapter:
         self.trust = trust
         self.store = store
         self.handlers = dict(handlers)
+        self._with_context = {key for key, handler in self.handlers.items() if _wants_context(handler)}
         self.retry = retry
         self.receipts = receipts
         self.prefetch = prefetch
@@ -222,7 +219,7 @@ class Adapter:
         try:
             payload = self._run_handler(request, HandlerContext(self.entity, self.connector, self, emitted))
         except (GelFault, ConnectorError) as exc:
-            falla = _fault_of(exc)
+            falla = exc.falla
             self.log.warning("adapter.fault", message_id=header.message_id, code=str(falla.code))
             outgoing.append(self._reply(request, MessageType.FAULT, falla.to_xml()))
             return outgoing, str(falla.code)
@@ -231,7 +228,8 @@ class Adapter:
 
     def _run_handler(self, request: Incoming, context: HandlerContext) -> etree._Element:
         header = request.header
-        handler = self.handlers.get((header.service.code, header.service.version))
+        key = (header.service.code, header.service.version)
+        handler = self.handlers.get(key)
         if handler is None:
             raise fault(FaultCode.ADAPTER_NO_HANDLER, entity=self.entity, service=header.service.code,
                         version=header.service.version)
@@ -239,7 +237,7 @@ class Adapter:
         while True:
             try:
                 context._emitted.clear()
-                return handler(request, context) if _wants_context(handler) else handler(request)
+                return handler(request, context) if key in self._with_context else handler(request)
             except ConnectorError as exc:
                 if not exc.retryable or not waits:
                     raise

@@ -231,7 +231,7 @@ class Gateway:
         )) for recipient in recipients]
         self._settle_when_confirmed(futures, delivery, [started.routed(
             outcome, delivery, message_id=record.message_id, sender=record.sender, recipient=recipient,
-            service=record.service, fault_code=None, record=record.seq) for recipient in recipients])
+            service=record.service, fault_code=None, record=record.seq) for recipient in recipients], started)
 
     def _refuse(self, delivery: Delivery, rejected: Rejected, started: _Clock) -> None:
         original = _header_of(delivery.body)
@@ -251,9 +251,10 @@ class Gateway:
             "rechazado", delivery, message_id=original.message_id if original else "",
             sender=original.sender if original else recipient, recipient=self.platform_id,
             service=str(original.service) if original else "", fault_code=str(rejected.falla.code),
-            record=rejected.record.seq)])
+            record=rejected.record.seq)], started)
 
-    def _settle_when_confirmed(self, futures: list[Future[None]], delivery: Delivery, routed: list[Routed]) -> None:
+    def _settle_when_confirmed(self, futures: list[Future[None]], delivery: Delivery, routed: list[Routed],
+                               started: _Clock) -> None:
         """Ack the ingress delivery once every publish it caused is confirmed; retry it if any failed."""
         remaining = [len(futures)]
         lock = threading.Lock()
@@ -268,7 +269,8 @@ class Gateway:
                 self._retry(delivery, f"publicación no confirmada: {errors[0]}")
                 return
             self.transport.ack(delivery)
-            confirmed = [replace(item, elapsed_ms=_elapsed_ms(item)) for item in routed]
+            elapsed = started.elapsed_ms()
+            confirmed = [replace(item, elapsed_ms=elapsed) for item in routed]
             self._bookkeeping.submit(self._after_routed, confirmed)
 
         if not futures:
@@ -325,21 +327,20 @@ class Gateway:
         future.add_done_callback(settle)
 
 
-def _elapsed_ms(item: Routed) -> float:
-    """From receipt on ingress to the broker's confirm of the routed publish."""
-    return round((dt.datetime.now(dt.UTC) - item.received_at).total_seconds() * 1000, 2)
-
-
 @dataclass(frozen=True, slots=True)
 class _Clock:
     started: float
     received_at: dt.datetime
+
+    def elapsed_ms(self) -> float:
+        """From receipt on ingress to now (the broker's confirm of the routed publish)."""
+        return round((time.perf_counter() - self.started) * 1000, 2)
 
     def routed(self, outcome: str, delivery: Delivery, *, message_id: str, sender: str, recipient: str,
                service: str, fault_code: str | None, record: int | None) -> Routed:
         return Routed(
             outcome=outcome, message_id=message_id, sender=sender, recipient=recipient, service=service,
             fault_code=fault_code, record=record, received_at=self.received_at,
-            elapsed_ms=round((time.perf_counter() - self.started) * 1000, 2), size_bytes=len(delivery.body),
+            elapsed_ms=0.0, size_bytes=len(delivery.body),
             attempt=delivery.delivery_count,
         )

@@ -56,7 +56,7 @@ class ConnectorError(Exception):
     code: FaultCode = FaultCode.ADAPTER_LEGACY_GARBAGE
     retryable: bool = False
 
-    def __init__(self, entity: str, **params: object) -> None:
+    def __init__(self, entity: str, **params: Any) -> None:
         self.gel_fault: GelFault = fault(self.code, entity=entity, **params)
         super().__init__(self.gel_fault.falla.message)
 
