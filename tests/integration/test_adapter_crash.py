@@ -20,8 +20,9 @@ from broker.settings import Settings
 from broker.transport.provisioning import Credentials
 from broker.transport.topology import entity_queue
 from tests.conftest import ENTITIES_FILE, ROOT
+from tests.integration.adapter_kit import Inbox, sample_payload
 from tests.integration.conftest import rabbitmqctl
-from tests.integration.test_adapter_runtime import IDENTITY, ORCHESTRATOR, REGISTRADURIA, Inbox, sample_payload
+from tests.integration.test_adapter_runtime import IDENTITY, ORCHESTRATOR, REGISTRADURIA
 
 pytestmark = pytest.mark.rabbitmq
 

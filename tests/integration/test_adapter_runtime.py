@@ -3,11 +3,9 @@ idempotent receipt, retries while the legacy system is down, coded fallas — on
 
 from __future__ import annotations
 
-import copy
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,45 +16,19 @@ from adapters.sdk.runtime import Adapter, HandlerContext, Incoming, RetryPolicy
 from adapters.sdk.store import AdapterStore, InboxState
 from broker.gateway.local import LocalPlatform, open_platform
 from broker.gelxml import FaultCode, MessageType
-from broker.gelxml.envelope import ServiceRef, payload_of
+from broker.gelxml.envelope import ServiceRef
 from broker.gelxml.parsing import parse_untrusted
 from broker.security.pki import DevPKI
 from broker.security.receipts import verify_receipt
 from broker.settings import Settings
 from broker.transport.abc import OutgoingMessage
 from broker.transport.topology import INGRESS_EXCHANGE, entity_key
-from tests.conftest import ENTITIES_FILE, ROOT, SAMPLES
+from tests.conftest import ENTITIES_FILE, ROOT
+from tests.integration.adapter_kit import Inbox, sample_payload
 
 ORCHESTRATOR = "CO/PLAT/900000002"
 REGISTRADURIA = "CO/GOB/899999040"
 IDENTITY = ServiceRef("verificarIdentidad", "1.0")
-
-
-def sample_payload(name: str) -> etree._Element:
-    payload = payload_of(parse_untrusted((SAMPLES / "valid" / name).read_bytes()))
-    assert payload is not None
-    return copy.deepcopy(payload)
-
-
-@dataclass
-class Inbox:
-    """The caller application: what its adapter handed it, in order."""
-
-    messages: list[Incoming] = field(default_factory=list)
-    changed: threading.Condition = field(default_factory=threading.Condition)
-
-    def __call__(self, incoming: Incoming) -> None:
-        with self.changed:
-            self.messages.append(incoming)
-            self.changed.notify_all()
-
-    def wait_for(self, count: int, timeout: float = 15) -> list[Incoming]:
-        with self.changed:
-            self.changed.wait_for(lambda: len(self.messages) >= count, timeout=timeout)
-            return list(self.messages)
-
-    def of_type(self, message_type: MessageType) -> list[Incoming]:
-        return [m for m in self.messages if m.header.message_type is message_type]
 
 
 @dataclass

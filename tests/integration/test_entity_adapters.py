@@ -4,7 +4,6 @@ orchestrator through the platform, on both transports. The legacy JSON service r
 
 from __future__ import annotations
 
-import copy
 import os
 import socket
 import subprocess
@@ -24,25 +23,15 @@ from adapters.sdk.runtime import Adapter, Incoming
 from adapters.sdk.store import AdapterStore
 from broker.gateway.local import LocalPlatform, open_platform
 from broker.gelxml import FaultCode, MessageType, SchemaRegistry
-from broker.gelxml.envelope import ServiceRef, payload_of
-from broker.gelxml.parsing import parse_untrusted
+from broker.gelxml.envelope import ServiceRef
 from broker.security.pki import DevPKI
 from broker.settings import Settings
-from tests.conftest import ENTITIES_FILE, ROOT, SAMPLES
-from tests.integration.test_adapter_runtime import ORCHESTRATOR, Inbox
+from tests.conftest import ENTITIES_FILE, ROOT
+from tests.integration.adapter_kit import Inbox, text
+from tests.integration.adapter_kit import sample_payload as payload
+from tests.integration.test_adapter_runtime import ORCHESTRATOR
 
 SISBEN = "CO/GOB/899999011"
-
-
-def payload(name: str) -> etree._Element:
-    found = payload_of(parse_untrusted((SAMPLES / "valid" / name).read_bytes()))
-    assert found is not None
-    return copy.deepcopy(found)
-
-
-def text(incoming: Incoming, local_name: str) -> str | None:
-    assert incoming.payload is not None
-    return incoming.payload.findtext(f".//{{*}}{local_name}")
 
 
 @dataclass(frozen=True)

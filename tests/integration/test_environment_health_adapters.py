@@ -9,16 +9,14 @@ compare answers with what the legacy database recorded."""
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
 import sqlite3
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -50,11 +48,12 @@ from adapters.sdk.runtime import Adapter, Incoming
 from adapters.sdk.store import AdapterStore
 from broker.gateway.local import LocalPlatform, open_platform
 from broker.gelxml import FaultCode, MessageType, SchemaRegistry
-from broker.gelxml.envelope import ServiceRef, payload_of
-from broker.gelxml.parsing import parse_untrusted
+from broker.gelxml.envelope import ServiceRef
 from broker.security.pki import DevPKI
 from broker.settings import Settings
-from tests.conftest import ENTITIES_FILE, ROOT, SAMPLES
+from tests.conftest import ENTITIES_FILE, ROOT
+from tests.integration.adapter_kit import Inbox, text
+from tests.integration.adapter_kit import sample_payload as payload
 
 ORCHESTRATOR = "CO/PLAT/900000002"
 IPS = "CO/IPS/860015536"
@@ -70,18 +69,6 @@ ADAPTERS = ("anla", "recaudo", "mininterior", "parques", "adres", "eps")
 # -- helpers ---------------------------------------------------------------------------------------------------
 
 
-def payload(name: str, **texts: str) -> etree._Element:
-    """The payload of a sample request, with the first element of each local name given set to a new text."""
-    found = payload_of(parse_untrusted((SAMPLES / "valid" / name).read_bytes()))
-    assert found is not None
-    body = copy.deepcopy(found)
-    for local, value in texts.items():
-        node = body.find(f".//{{*}}{local}")
-        assert node is not None, local
-        node.text = value
-    return body
-
-
 def set_polygon(body: etree._Element, points: list[tuple[float, float]]) -> etree._Element:
     polygon = body.find(".//{*}poligono")
     assert polygon is not None
@@ -93,11 +80,6 @@ def set_polygon(body: etree._Element, points: list[tuple[float, float]]) -> etre
         etree.SubElement(vertex, f"{{{namespace}}}latitud").text = f"{lat:.8f}"
         etree.SubElement(vertex, f"{{{namespace}}}longitud").text = f"{lon:.8f}"
     return body
-
-
-def text(incoming: Incoming, local_name: str) -> str | None:
-    assert incoming.payload is not None
-    return incoming.payload.findtext(f".//{{*}}{local_name}")
 
 
 def texts(incoming: Incoming, local_name: str) -> list[str]:
@@ -112,28 +94,6 @@ def is_fault(answer: Incoming, code: str) -> bool:
 def rows(database: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
     with sqlite3.connect(database) as connection:
         return connection.execute(sql, params).fetchall()
-
-
-@dataclass
-class Inbox:
-    messages: list[Incoming] = field(default_factory=list)
-    changed: threading.Condition = field(default_factory=threading.Condition)
-
-    def __call__(self, incoming: Incoming) -> None:
-        with self.changed:
-            self.messages.append(incoming)
-            self.changed.notify_all()
-
-    def answer_to(self, request_id: str, timeout: float = 30) -> Incoming:
-        def found() -> Incoming | None:
-            return next((m for m in self.messages if m.header.correlation_id == request_id
-                         and m.header.message_type in (MessageType.RESPONSE, MessageType.FAULT)), None)
-
-        with self.changed:
-            self.changed.wait_for(lambda: found() is not None, timeout=timeout)
-            answer = found()
-        assert answer is not None, f"no answer to {request_id}"
-        return answer
 
 
 @dataclass

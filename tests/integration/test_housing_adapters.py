@@ -33,11 +33,12 @@ from adapters.sdk.runtime import Adapter, Incoming
 from adapters.sdk.store import AdapterStore
 from broker.gateway.local import LocalPlatform, open_platform
 from broker.gelxml import FaultCode, MessageType, SchemaRegistry
-from broker.gelxml.envelope import ServiceRef, payload_of
-from broker.gelxml.parsing import parse_untrusted
+from broker.gelxml.envelope import ServiceRef
 from broker.security.pki import DevPKI
 from broker.settings import Settings
-from tests.conftest import ENTITIES_FILE, ROOT, SAMPLES
+from tests.conftest import ENTITIES_FILE, ROOT
+from tests.integration.adapter_kit import sample_payload as payload
+from tests.integration.adapter_kit import text
 from tests.integration.test_adapter_runtime import ORCHESTRATOR, Inbox
 
 SNR = "CO/GOB/899999007"
@@ -62,17 +63,6 @@ def environment(seeded: SeededLegacy, stores: Path) -> dict[str, str]:
     for name in ADAPTERS:
         variables[f"GEL_{name.upper()}_STORE"] = f"sqlite:///{stores / (name + '-store.db')}"
     return variables
-
-
-def payload(name: str) -> etree._Element:
-    found = payload_of(parse_untrusted((SAMPLES / "valid" / name).read_bytes()))
-    assert found is not None
-    return copy.deepcopy(found)
-
-
-def text(element: etree._Element | None, local_name: str) -> str | None:
-    assert element is not None
-    return element.findtext(f".//{{*}}{local_name}")
 
 
 def put(element: etree._Element, local_name: str, value: str) -> etree._Element:

@@ -5,7 +5,6 @@ greylisted recipient (4xx, then accepted) is retried and delivered; STARTTLS is 
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 import os
 import socket
@@ -34,11 +33,11 @@ from adapters.sdk.runtime import Adapter, Incoming
 from adapters.sdk.store import AdapterStore
 from broker.gateway.local import LocalPlatform, open_platform
 from broker.gelxml import FaultCode, MessageType, SchemaRegistry
-from broker.gelxml.envelope import ServiceRef, payload_of
-from broker.gelxml.parsing import parse_untrusted
+from broker.gelxml.envelope import ServiceRef
 from broker.security.pki import DevPKI
 from broker.settings import Settings
-from tests.conftest import ENTITIES_FILE, ROOT, SAMPLES
+from tests.conftest import ENTITIES_FILE, ROOT
+from tests.integration.adapter_kit import sample_payload, text
 
 ORCHESTRATOR = "CO/PLAT/900000002"
 CHANNEL = "CO/PLAT/900000003"
@@ -140,19 +139,7 @@ class Channel:
 
 
 def request(**texts: str) -> etree._Element:
-    found = payload_of(parse_untrusted((SAMPLES / "valid" / "notificarCiudadano-solicitud.xml").read_bytes()))
-    assert found is not None
-    body = copy.deepcopy(found)
-    for local, value in texts.items():
-        node = body.find(f".//{{*}}{local}")
-        assert node is not None, local
-        node.text = value
-    return body
-
-
-def text(incoming: Incoming, local_name: str) -> str | None:
-    assert incoming.payload is not None
-    return incoming.payload.findtext(f".//{{*}}{local_name}")
+    return sample_payload("notificarCiudadano-solicitud.xml", **texts)
 
 
 @pytest.fixture(scope="module")
