@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from broker.commands import adapter, certs, demo, gateway, log, schemas, signing, topology, validate
+from broker.commands import adapter, certs, chains, demo, gateway, log, schemas, signing, topology, validate
 from broker.commands.output import err_console, print_json
 from broker.gelxml.registry import SchemaCompileError
 from broker.logs import configure_logging
@@ -29,7 +29,10 @@ app.add_typer(certs.app, name="certs")
 app.add_typer(log.app, name="log")
 app.add_typer(topology.app, name="topology")
 app.add_typer(adapter.app, name="adapter")
+app.add_typer(chains.app, name="chains")
+app.add_typer(chains.tasks_app, name="tasks")
 app.command("gateway")(gateway.gateway)
+app.command("orchestrator")(chains.orchestrator)
 app.command("demo")(demo.demo)
 
 

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT / "deploy" / "catalog.yaml",
         description="Service catalog: providers, callers and status of every service version.",
     )
+    chains_dir: Path = Field(default=PROJECT_ROOT / "chains", description="Folder of the chain definitions (YAML).")
+    orchestrator_database_url: str = Field(
+        default=f"sqlite:///{PROJECT_ROOT / 'var' / 'orquestador.db'}",
+        description="SQLAlchemy URL of the orchestrator's store (instances, history, timers, tasks, outbox).",
+    )
     rabbitmq_vhost: str = Field(default="gel", description="RabbitMQ virtual host of the platform's topology.")
     rabbitmq_credentials_file: Path = Field(
         default=PROJECT_ROOT / "var" / "rabbitmq-credentials.json",

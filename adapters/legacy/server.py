@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -10,7 +11,27 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 
-__all__ = ["BackgroundServer", "serve_background", "serve_foreground"]
+__all__ = ["BackgroundServer", "free_port", "serve_background", "serve_foreground", "wait_for_port"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], *, what: str, timeout: float = 20.0) -> None:
+    """Wait until a stand-in started as its own process accepts connections on `port`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} terminó al arrancar (código {process.returncode})")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} no abrió el puerto {port}")
 
 
 def _config(app: FastAPI, host: str, port: int) -> uvicorn.Config:

@@ -28,6 +28,7 @@ class AssembledAdapter:
     adapter: Adapter
     store: AdapterStore
     connector: Connector | None
+    config: AdapterConfig | None = None
 
     def close(self) -> None:
         self.adapter.stop()
@@ -98,4 +99,4 @@ def assemble(config: AdapterConfig, settings: Settings, transport: Transport, *,
         receipts=config.receipts, prefetch=config.prefetch, connector=connector,
         on_message=cast(Callable[[Incoming], None], import_callable(config.on_message)) if config.on_message else None,
     )
-    return AssembledAdapter(adapter=adapter, store=store, connector=connector)
+    return AssembledAdapter(adapter=adapter, store=store, connector=connector, config=config)

@@ -77,7 +77,7 @@ from lxml import etree
 
 from broker.gelxml.envelope import payload_of
 from broker.gelxml.faults import FaultCode, Location, fault
-from broker.gelxml.namespaces import DOCUMENTO, ENTIDAD, FINANCIERO, MENSAJE, PERSONAL, UBICACION, XSD, qname
+from broker.gelxml.namespaces import COMMON_PREFIXES, MENSAJE, UBICACION, XSD, qname
 from broker.gelxml.registry import SchemaRegistry
 from broker.gelxml.validation import readable_path
 
@@ -109,13 +109,6 @@ __all__ = [
 COLOMBIA = timezone(timedelta(hours=-5), "COT")
 SOURCE_SIDE = "sistema de origen"
 GEL_SIDE = "mensaje GEL-XML"
-COMMON_PREFIXES: Mapping[str, str] = {
-    "per": PERSONAL,
-    "ubi": UBICACION,
-    "doc": DOCUMENTO,
-    "fin": FINANCIERO,
-    "ent": ENTIDAD,
-}
 SERVICE_PREFIX = "svc"
 
 

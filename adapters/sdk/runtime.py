@@ -76,8 +76,8 @@ class HandlerContext:
     def emit(self, service: ServiceRef, recipient: str, payload: etree._Element, *,
              message_type: MessageType = MessageType.EVENT, chain_id: str | None = None,
              radicado: str | None = None) -> str:
-        outgoing = self._adapter._signed(service, recipient, payload, message_type=message_type, chain_id=chain_id,
-                                         radicado=radicado)
+        outgoing = self._adapter.sign(service, recipient, payload, message_type=message_type, chain_id=chain_id,
+                                      radicado=radicado)
         self._emitted.append(outgoing)
         return outgoing.message_id
 
@@ -163,18 +163,26 @@ class Adapter:
              message_type: MessageType = MessageType.REQUEST) -> str:
         """Send a request (or an event) through the outbox; returns its idMensaje. The answer arrives at
         `on_message` correlated by `idCorrelacion`."""
-        outgoing = self._signed(service, recipient, payload, message_type=message_type, chain_id=chain_id,
-                                radicado=radicado, user=user)
+        outgoing = self.sign(service, recipient, payload, message_type=message_type, chain_id=chain_id,
+                             radicado=radicado, user=user)
         self.store.enqueue([outgoing])
         self._wake.set()
         return outgoing.message_id
 
-    def _signed(self, service: ServiceRef, recipient: str, payload: etree._Element, *, message_type: MessageType,
-                chain_id: str | None = None, radicado: str | None = None, user: str | None = None) -> Outgoing:
+    def sign(self, service: ServiceRef, recipient: str, payload: etree._Element, *, message_type: MessageType,
+             chain_id: str | None = None, radicado: str | None = None, user: str | None = None,
+             message_id: str | None = None) -> Outgoing:
+        """A new message from this entity, signed, for the outbox (`message_id` when the caller chose it)."""
         header = new_header(sender=self.entity, recipient=recipient, service=service, message_type=message_type,
                             chain_id=chain_id, radicado=radicado, user=user)
+        if message_id is not None:
+            header = replace(header, message_id=message_id)
         body = serialize(sign_element(build_message(header, payload), self.credential))
         return Outgoing(header.message_id, recipient, message_type.value, body)
+
+    def wake(self) -> None:
+        """Publish what was committed to the outbox without waiting for the relay's next round."""
+        self._wake.set()
 
     # -- receiving -----------------------------------------------------------------------------
     def handle(self, delivery: Delivery) -> None:

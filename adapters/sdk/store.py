@@ -30,6 +30,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from broker.storage import create_tables, iso, open_engine
@@ -135,14 +136,23 @@ class AdapterStore:
         return InboxState(row.state) if row is not None else None
 
     # -- outbox --------------------------------------------------------------------------------
-    def enqueue(self, outgoing: Sequence[Outgoing]) -> None:
-        """Queue messages that answer nothing received (the adapter's own requests and events)."""
+    @property
+    def engine(self) -> Engine:
+        """The store's engine, for components that commit their own state with the outbox (the orchestrator)."""
+        return self._engine
+
+    def enqueue(self, outgoing: Sequence[Outgoing], *, connection: Connection | None = None) -> None:
+        """Queue messages that answer nothing received (the adapter's own requests and events); inside the
+        caller's transaction when `connection` is given."""
+        if connection is None:
+            with self._engine.begin() as own:
+                self.enqueue(outgoing, connection=own)
+            return
         now = iso(dt.datetime.now(dt.UTC))
-        with self._engine.begin() as connection:
-            for item in outgoing:
-                connection.execute(insert(_outbox).values(
-                    message_id=item.message_id, recipient=item.recipient, message_type=item.message_type,
-                    answers=item.answers, body=item.body, created_at=now))
+        for item in outgoing:
+            connection.execute(insert(_outbox).values(
+                message_id=item.message_id, recipient=item.recipient, message_type=item.message_type,
+                answers=item.answers, body=item.body, created_at=now))
 
     def unpublished(self, limit: int = 100) -> list[OutgoingRow]:
         with self._engine.connect() as connection:

@@ -106,6 +106,15 @@ class FaultCode(StrEnum):
     LOG_NOT_FOUND = "GEL-LOG-NOT_FOUND"
     PKI_UNKNOWN_ENTITY = "GEL-PKI-UNKNOWN_ENTITY"
     PKI_NOT_INITIALISED = "GEL-PKI-NOT_INITIALISED"
+    CHAIN_UNKNOWN = "GEL-CHAIN-UNKNOWN"
+    CHAIN_VERSION_CHANGED = "GEL-CHAIN-VERSION_CHANGED"
+    CHAIN_INPUT_MISSING = "GEL-CHAIN-INPUT_MISSING"
+    CHAIN_NOT_FOUND = "GEL-CHAIN-NOT_FOUND"
+    CHAIN_START_FAILED = "GEL-CHAIN-START_FAILED"
+    CHAIN_TASK_NOT_FOUND = "GEL-CHAIN-TASK_NOT_FOUND"
+    CHAIN_TASK_FORBIDDEN = "GEL-CHAIN-TASK_FORBIDDEN"
+    CHAIN_TASK_FIELDS = "GEL-CHAIN-TASK_FIELDS"
+    CHAIN_TASK_CLOSED = "GEL-CHAIN-TASK_CLOSED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,6 +388,34 @@ _CATALOGUE: dict[FaultCode, FaultSpec] = {
     FaultCode.PKI_NOT_INITIALISED: FaultSpec(
         Stage.AUTHENTICATE,
         "No hay PKI en {path}: ejecute primero gel certs init.",
+    ),
+    FaultCode.CHAIN_UNKNOWN: FaultSpec(
+        Stage.ORCHESTRATE, "No existe la cadena {chain}{version} en {folder}; las disponibles son: {available}.",
+    ),
+    FaultCode.CHAIN_VERSION_CHANGED: FaultSpec(
+        Stage.ORCHESTRATE,
+        "La definición de la cadena {chain} versión {version} cambió sin cambiar de versión ({source}); las "
+        "instancias ya iniciadas la usan tal como era. Suba el número de version y vuelva a intentarlo.",
+    ),
+    FaultCode.CHAIN_INPUT_MISSING: FaultSpec(
+        Stage.ORCHESTRATE, "Para iniciar la cadena {chain} faltan los datos: {fields}.",
+    ),
+    FaultCode.CHAIN_NOT_FOUND: FaultSpec(
+        Stage.ORCHESTRATE, "No hay ninguna instancia de cadena con id o radicado {key}.",
+    ),
+    FaultCode.CHAIN_START_FAILED: FaultSpec(
+        Stage.ORCHESTRATE, "La cadena {chain} no se pudo iniciar: {detail}.",
+    ),
+    FaultCode.CHAIN_TASK_NOT_FOUND: FaultSpec(Stage.ORCHESTRATE, "No hay ninguna tarea n.º {task}."),
+    FaultCode.CHAIN_TASK_FORBIDDEN: FaultSpec(
+        Stage.ORCHESTRATE,
+        "La tarea n.º {task} ({title}) corresponde a {entity}; un funcionario de {by} no puede completarla.",
+    ),
+    FaultCode.CHAIN_TASK_FIELDS: FaultSpec(
+        Stage.ORCHESTRATE, "Para completar la tarea n.º {task} ({title}) faltan los campos: {fields}.",
+    ),
+    FaultCode.CHAIN_TASK_CLOSED: FaultSpec(
+        Stage.ORCHESTRATE, "La tarea n.º {task} ya está {status}; no se puede completar de nuevo.",
     ),
 }
 

@@ -20,6 +20,15 @@ DSIG: Final = "http://www.w3.org/2000/09/xmldsig#"
 XINCLUDE: Final = "http://www.w3.org/2001/XInclude"
 SHA256_URI: Final = "http://www.w3.org/2001/04/xmlenc#sha256"
 
+COMMON_PREFIXES: Final[dict[str, str]] = {
+    "per": PERSONAL,
+    "ubi": UBICACION,
+    "doc": DOCUMENTO,
+    "fin": FINANCIERO,
+    "ent": ENTIDAD,
+}
+"""The prefixes by which mappings and chain definitions name the `Comun` data elements."""
+
 PREFIXES: Final[dict[str, str]] = {
     "msj": MENSAJE,
     "fal": FALLA,

@@ -1,0 +1,157 @@
+"""The orchestrator as an entity on the bus (CO/PLAT/900000002): its own certificate, queue, inbox and
+outbox. Requests to entity services leave through the outbox in the transaction of the transition that
+decided them; answers come back to its queue, correlated by idCorrelacion; events about a case are
+matched by idCadena or radicado; the chains' start services (a caja radicating an application) are
+answered with the radicado at once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lxml import etree
+from sqlalchemy.engine import Connection
+
+from adapters.sdk.runtime import Adapter, Handler, Incoming
+from adapters.sdk.store import AdapterStore
+from broker.gelxml import load_registry
+from broker.gelxml.envelope import MessageType
+from broker.gelxml.registry import SchemaRegistry
+from broker.logs import get_logger
+from broker.orchestrator.definition import ChainDefinition, load_library
+from broker.orchestrator.engine import Engine, InstanceState, Send
+from broker.orchestrator.payloads import build_payload, capture
+from broker.orchestrator.runtime import Orchestrator
+from broker.orchestrator.store import OrchestratorStore
+from broker.security.pki import DevPKI
+from broker.settings import Settings
+from broker.transport.abc import Transport
+
+__all__ = ["ORCHESTRATOR_ID", "BusDispatcher", "OrchestratorNode", "open_orchestrator"]
+
+ORCHESTRATOR_ID = "CO/PLAT/900000002"
+
+
+class BusDispatcher:
+    def __init__(self, adapter: Adapter) -> None:
+        self.adapter = adapter
+
+    def send(self, connection: Connection, state: InstanceState, effect: Send) -> None:
+        outgoing = self.adapter.sign(effect.call.service, effect.recipient, effect.payload,
+                                     message_type=MessageType.REQUEST, chain_id=state.id, radicado=state.radicado,
+                                     message_id=effect.message_id)
+        self.adapter.store.enqueue([outgoing], connection=connection)
+
+    def committed(self) -> None:
+        self.adapter.wake()
+
+
+@dataclass
+class OrchestratorNode:
+    """The running orchestrator: the bus adapter, the engine's runtime and the timer loop."""
+
+    adapter: Adapter
+    orchestrator: Orchestrator
+    store: AdapterStore
+    tick: float = 0.25
+
+    def __post_init__(self) -> None:
+        self.log = get_logger(component="orquestador", entidad=self.adapter.entity)
+        self._stopping = threading.Event()
+        self._timers: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self.adapter.start()
+        self._timers = threading.Thread(target=self._timer_loop, name="gel-orquestador-temporizadores", daemon=True)
+        self._timers.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._timers is not None:
+            self._timers.join(timeout=10)
+            self._timers = None
+        self.adapter.stop()
+
+    def close(self) -> None:
+        self.stop()
+        self.store.close()
+
+    def _timer_loop(self) -> None:
+        while not self._stopping.wait(self.tick):
+            try:
+                self.orchestrator.fire_due_timers()
+            except Exception:
+                self.log.exception("orquestador.temporizadores_fallaron")
+
+    def receive(self, incoming: Incoming) -> None:
+        header = incoming.header
+        if header.message_type in (MessageType.RESPONSE, MessageType.FAULT) and header.correlation_id:
+            known = self.orchestrator.on_reply(correlation=header.correlation_id,
+                                               fault_reply=header.message_type is MessageType.FAULT,
+                                               payload=incoming.payload, message_id=header.message_id)
+            if not known:
+                self.log.warning("orquestador.respuesta_sin_instancia", message_id=header.message_id)
+        elif header.message_type is MessageType.EVENT:
+            key = header.chain_id or header.radicado or ""
+            if not self.orchestrator.on_event(key=key, service=header.service.code, sender=header.sender,
+                                              payload=incoming.payload, message_id=header.message_id):
+                self.log.warning("orquestador.evento_sin_instancia", message_id=header.message_id)
+
+
+def _start_handler(orchestrator: Orchestrator, definition: ChainDefinition, registry: SchemaRegistry) -> Handler:
+    """Answers a chain's start service: the request's data become the instance's inputs, and the reply
+    (radicado, state) is built from the new instance's context. A repeated request starts nothing new."""
+    assert definition.start is not None
+    spec = definition.start
+    service = registry.service(spec.service.code, spec.service.version)
+    if service is None:
+        raise ValueError(f"la cadena {definition.name} empieza con {spec.service}, que no está en los esquemas")
+
+    def handle(request: Incoming) -> etree._Element:
+        assert request.payload is not None
+        inputs: Mapping[str, Any] = {**capture(request.payload, service.namespace, spec.captures),
+                                     "entidadSolicitante": request.header.sender}
+        row = orchestrator.start(definition.name, inputs, key=request.header.message_id,
+                                 started_by=request.header.sender, version=definition.version)
+        context = {**row.state.get("context", {}), "fechaHoraRadicacion": _colombia(row.started_at),
+                   "idCadena": row.id}
+        return build_payload(service.root_tag(service.response_root), service.namespace, spec.reply, context,
+                             registry)
+
+    return handle
+
+
+def _colombia(moment: str) -> str:
+    return dt.datetime.fromisoformat(moment).astimezone(dt.timezone(dt.timedelta(hours=-5))).isoformat(
+        timespec="seconds")
+
+
+def open_orchestrator(settings: Settings, transport: Transport, *, store_url: str | None = None,
+                      registry: SchemaRegistry | None = None,
+                      library: Mapping[tuple[str, int], ChainDefinition] | None = None,
+                      relay_interval: float = 0.5, prefetch: int = 32) -> OrchestratorNode:
+    """Wire the orchestrator from settings: PKI, chain library, store (outbox and instances share it)."""
+    registry = registry or load_registry(settings.schemas_dir)
+    library = dict(library) if library is not None else load_library(settings.chains_dir)
+    pki = DevPKI(settings.certs_dir)
+    store = AdapterStore(store_url or settings.orchestrator_database_url)
+    adapter = Adapter(ORCHESTRATOR_ID, transport, pki.credential(ORCHESTRATOR_ID), pki.trust_store(), store, {},
+                      relay_interval=relay_interval, prefetch=prefetch)
+    orchestrator = Orchestrator(OrchestratorStore(store.engine), Engine(registry), library, BusDispatcher(adapter),
+                                folder=str(settings.chains_dir))
+    latest_versions: dict[str, ChainDefinition] = {}
+    for definition in library.values():
+        if definition.start is not None and (definition.name not in latest_versions
+                                             or latest_versions[definition.name].version < definition.version):
+            latest_versions[definition.name] = definition
+    for definition in latest_versions.values():
+        assert definition.start is not None
+        adapter.handlers[(definition.start.service.code, definition.start.service.version)] = _start_handler(
+            orchestrator, definition, registry)
+    node = OrchestratorNode(adapter=adapter, orchestrator=orchestrator, store=store)
+    adapter.on_message = node.receive
+    return node
