@@ -24,7 +24,9 @@ Sisbén group D is not eligible (SISBEN_NO_ELEGIBLE).
 reaches the call's minimum, the value is within its cap and the pool still has a place and the money;
 denied otherwise, with the reason in MOTIVO) and answered from the stored row. The radicado is the key: a
 repeated request (a redelivery, or the orchestrator asking again) finds the first decision and changes
-nothing, so a subsidy is never assigned twice nor charged twice to its pool.
+nothing, so a subsidy is never assigned twice nor charged twice to its pool. An application Fonvivienda has
+not seen (radicated by the housing window, VUV-…) is registered first in SFV_POSTULACIONES when the request
+carries its call, department, modality and head of household; without them it is not found.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ _PERSON = legacy.mapping("consultarSubsidiosPrevios.yaml")
 _SUBSIDY = legacy.mapping("subsidioPrevio.yaml")
 _SCORING = legacy.mapping("calificarPostulacion.yaml")
 _ASSIGNMENT = legacy.mapping("asignarSubsidio.yaml")
+_MODALITIES = next(rule.codes for rule in legacy.mapping("consultarDisponibilidadRecursos.yaml").solicitud.rules
+                   if rule.legacy == "COD_MODALIDAD" and rule.codes is not None)
 PLATFORM = "CO/PLAT/900000001"
 """The gateway's entity: an event addressed to it is fanned out to the catalog's subscribers."""
 
@@ -159,10 +163,17 @@ def asignar_subsidio(request: Incoming, context: HandlerContext) -> etree._Eleme
     params = _ASSIGNMENT.solicitud.to_legacy(request.payload)
     today = _today().date()
     connector = legacy.connector()
+    registering = params["COD_CONVOCATORIA"] is not None
+    if registering:
+        connector.call("registrar_postulacion", {**params, "FECHA": today.isoformat(),
+                                                 "COD_MODALIDAD": _MODALITIES.legacy[str(params["MODALIDAD"])]})
     written = connector.call("registrar_decision", {**params, "FECHA": today.isoformat(), "ANIO": str(today.year)})
     decisions = connector.call("consultar_decision", {"RADICADO": params["RADICADO"]})
     if not decisions:  # registrar_decision found no application with that radicado
-        raise LegacyNotFound(connector.entity, what=f"la postulación con radicado {params['RADICADO']}")
+        what = f"la postulación con radicado {params['RADICADO']}"
+        if registering:  # registrar_postulacion found no such call to register it in
+            what = f"la convocatoria {params['COD_CONVOCATORIA']} de {what}"
+        raise LegacyNotFound(connector.entity, what=what)
     answer = _ASSIGNMENT.respuesta.to_gel(decisions[0])
     if written and int(written[0].get("filas", 0)) > 0:  # a new decision, not the answer repeated
         context.emit(request.header.service, PLATFORM, evento_asignacion(str(params["RADICADO"]), answer),

@@ -70,6 +70,41 @@ def _read_input(path: Path) -> dict[str, Any]:
     return data
 
 
+@app.command("lint")
+def lint(
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="Definiciones a revisar (por defecto, todas las de GEL_CHAINS_DIR).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Revisa definiciones de cadena antes de ponerlas en marcha: servicios y versiones que no existen o que
+    el catálogo no autoriza, rutas GEL-XML que no están en el esquema, pasos inalcanzables o saltos a otra
+    rama, campos del contexto que nada define, pasos con efectos sin compensación. Sale con 1 si hay errores."""
+    from broker.catalog.access import load_catalog
+    from broker.gelxml import load_registry
+    from broker.gelxml.lint import Severity
+    from broker.orchestrator.lint import lint_file
+
+    settings = get_settings()
+    files = [p for path in (paths or [settings.chains_dir])
+             for p in (sorted(path.rglob("*.yaml")) if path.is_dir() else [path])]
+    if not files:
+        fail("GEL-CHAIN-LINT-NO_FILES", f"no hay definiciones de cadena en {', '.join(map(str, paths or []))}")
+    registry, catalog = load_registry(settings.schemas_dir), load_catalog(settings.catalog_file)
+    report = {str(path): lint_file(path, registry=registry, catalog=catalog) for path in files}
+    errors = sum(1 for found in report.values() for f in found if f.severity == Severity.ERROR)
+    if as_json:
+        print_json({path: [f.to_dict() for f in found] for path, found in report.items()})
+    else:
+        for path, found in report.items():
+            console.print(f"[bold]{path}[/]: " + ("sin hallazgos" if not found else f"{len(found)} hallazgos"),
+                          soft_wrap=True)
+            for finding in found:
+                console.print("  " + finding.format(), markup=False, soft_wrap=True)
+        warnings = sum(len(found) for found in report.values()) - errors
+        console.print(f"{errors} errores, {warnings} avisos en {len(files)} definiciones.")
+    raise typer.Exit(1 if errors else 0)
+
+
 @app.command("start")
 def start(
     chain: Annotated[str, typer.Argument(help="Código de la cadena (p. ej. vivienda-oferta).")],

@@ -2,50 +2,34 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import shutil
-import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlparse
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from broker.commands.demo_legacy import LegacySide, legacy_side
+from broker.commands.demo_window import run_window
 from broker.commands.output import console
-from broker.gateway.gateway import HEADER_TIMESTAMP
 from broker.gateway.local import LocalPlatform, TransportKind, open_platform
 from broker.gelxml import GelFault, MessageType
 from broker.gelxml.envelope import read_header, reissue
 from broker.gelxml.parsing import parse_untrusted
 from broker.logs import quieten
+from broker.orchestrator.bus import open_orchestrator
 from broker.security.entities import EntityRegistry, load_entities
 from broker.security.evidence import check_record_evidence, export_evidence
 from broker.security.message_log import MessageLog
-from broker.security.pki import DevPKI, TrustStore
-from broker.security.receipts import build_receipt, verify_receipt
+from broker.security.pki import DevPKI
 from broker.security.signing import sign_message
-from broker.security.timestamp import verify_token
-from broker.security.verification import verify_message
 from broker.settings import Settings, get_settings
 from broker.transport.abc import Delivery, PublishError, TransportError
 from broker.transport.factory import rabbitmq_answers
 from broker.transport.provisioning import ProvisioningError
-
-HOUSING_ORDER = (
-    "radicarPostulacion", "verificarIdentidad", "consultarPropiedad", "consultarSisben",
-    "consultarSubsidiosPrevios", "consultarDisponibilidadRecursos", "calificarPostulacion",
-    "asignarSubsidio", "notificarResultado", "movilizarSubsidio",
-)
-
-
-def _housing_steps(valid: Path) -> list[Path]:
-    return [valid / f"{code}-{kind}.xml" for code in HOUSING_ORDER for kind in ("solicitud", "respuesta")
-            if (valid / f"{code}-{kind}.xml").exists()]
-
 
 FONVIVIENDA = "CO/GOB/830121208"
 COLSUBSIDIO = "CO/CCF/860007336"
@@ -107,11 +91,10 @@ def _fault_of_body(body: bytes) -> tuple[str, str]:
             root.findtext("{*}cuerpo/{*}falla/{*}descripcion") or "")
 
 
-def _check_arrival(delivery: Delivery, trust: TrustStore) -> int:
-    """What the recipient's adapter does on arrival: verify the sender's signature and the platform's stamp."""
-    verify_message(delivery.body, trust, window=None)
-    token = base64.b64decode(delivery.headers[HEADER_TIMESTAMP])
-    return int(verify_token(token, digest=hashlib.sha256(delivery.body).digest(), trust=trust).serial)
+def _note_stray(body: bytes) -> None:
+    """A platform falla about an earlier run's message (a reply deadline that expired meanwhile)."""
+    code, text = _fault_of_body(body)
+    console.print(f"      [dim](aviso de la plataforma sobre un mensaje anterior: {code} {text})[/]", soft_wrap=True)
 
 
 def _expect_fault(platform: LocalPlatform, publisher: str, data: bytes, expected: str, label: str) -> int:
@@ -128,11 +111,14 @@ def _expect_fault(platform: LocalPlatform, publisher: str, data: bytes, expected
     return int(code != expected)
 
 
-def demo() -> None:
-    """Recorre la Ventanilla Única de Subsidios de Vivienda a través de la plataforma: cada entidad publica
-    su mensaje firmado en RabbitMQ (o en el transporte embebido si RabbitMQ no responde), la pasarela lo
-    analiza, valida, autentica, autoriza, sella y registra, y lo entrega en la cola del destinatario, que
-    verifica firma y sello y devuelve un acuse. Luego muestra rechazos y ataques con su falla codificada."""
+def demo(applications: Annotated[int, typer.Option(
+        "--postulaciones", min=1, max=500, help="Cuántos hogares se postulan en la demostración.")] = 24) -> None:
+    """Recorre la Ventanilla Única de Subsidios de Vivienda de punta a punta: las cajas de compensación radican
+    un lote de postulaciones; el orquestador de cadenas consulta en paralelo a la Registraduría, la SNR, el
+    Sisbén y Fonvivienda, que responden desde sus sistemas heredados por medio de sus adaptadores; Fonvivienda
+    califica y asigna, y la caja notifica el resultado. Todo pasa por la pasarela (RabbitMQ, o el transporte
+    embebido si RabbitMQ no responde), firmado, sellado y registrado. Luego muestra rechazos y ataques con su
+    falla codificada y verifica el registro encadenado."""
     settings = get_settings()
     if "GEL_LOG_LEVEL" not in os.environ:
         quieten()
@@ -150,7 +136,7 @@ def demo() -> None:
     say(f"Registro de mensajes: {log.url} (continúa en el registro n.º {first_seq}).", soft_wrap=True)
     surprises = 0
     try:
-        surprises += _run_housing_chain(settings, platform, entities, pki, samples / "valid")
+        surprises += _run_housing_window(settings, platform, entities, pki, samples / "valid", applications)
         surprises += _refusals(platform, pki, samples)
         surprises += _closing(log, pki, settings, first_seq)
     finally:
@@ -158,143 +144,31 @@ def demo() -> None:
     raise typer.Exit(1 if surprises else 0)
 
 
-def _run_housing_chain(settings: Settings, platform: LocalPlatform, entities: EntityRegistry, pki: DevPKI,
-                       valid: Path) -> int:
-    """The chain answered by the entities' adapters from their legacy systems; replayed samples if they cannot
-    start (the demo says why)."""
+def _run_housing_window(settings: Settings, platform: LocalPlatform, entities: EntityRegistry, pki: DevPKI,
+                        valid: Path, applications: int) -> int:
+    """The window run by the orchestrator, answered by the entities' adapters from their legacy systems."""
     with ExitStack() as stack:
-        side: LegacySide | None
         try:
             side = stack.enter_context(legacy_side(settings, platform))
+            node = open_orchestrator(settings, platform.transport(ORCHESTRATOR))
         except (OSError, RuntimeError, ValueError, SQLAlchemyError) as exc:
-            console.print(f"  [yellow]Los adaptadores no arrancaron ({exc}); la cadena usa las respuestas de "
-                          "muestra.[/]", soft_wrap=True)
-            side = None
-        return _housing_chain(platform, entities, pki, valid, side) + _fan_out(platform, entities, pki, valid, side)
+            console.print(f"  [red]Los adaptadores o el orquestador no arrancaron: {exc}[/]", soft_wrap=True)
+            return 1
+        node.start()
+        stack.callback(node.close)
+        result = run_window(platform, node, side, pki, applications)
+        return result.surprises + _fan_out(platform, entities, valid, side)
 
 
-def _arrival(platform: LocalPlatform, side: LegacySide | None, entity: str, trust: TrustStore
-             ) -> tuple[bytes, str] | None:
-    """The next message for `entity` and how its arrival was checked (its adapter, or the demo itself)."""
-    if side is not None and entity in side.adapters:
-        incoming = side.next_for(entity)
-        return (incoming.body, "verificado por su adaptador") if incoming is not None else None
-    while (delivery := platform.receive(entity)) is not None:
-        if HEADER_TIMESTAMP in delivery.headers:
-            return delivery.body, f"sello n.º {_check_arrival(delivery, trust)}"
-        _note_stray(delivery.body)
-    return None
-
-
-def _note_stray(body: bytes) -> None:
-    """A platform falla about an earlier run's message (a reply deadline that expired meanwhile)."""
-    code, text = _fault_of_body(body)
-    console.print(f"      [dim](aviso de la plataforma sobre un mensaje anterior: {code} {text})[/]", soft_wrap=True)
-
-
-def _housing_chain(platform: LocalPlatform, entities: EntityRegistry, pki: DevPKI, valid: Path,
-                   side: LegacySide | None) -> int:
-    say = console.print
-    trust = pki.trust_store()
-    say(f"\n[bold]1. La cadena de vivienda atraviesa la plataforma[/]\n   Etapas de la pasarela: {STAGES}",
-        soft_wrap=True)
-    if side is not None:
-        say(f"   Responden los adaptadores de {len(side.adapters)} entidades desde sus sistemas heredados sembrados "
-            "en var/legacy (la Registraduría, con su servicio JSON en un proceso aparte).", soft_wrap=True)
-    requests: dict[str, bytes] = {}
-    answered: set[str] = set()
-    surprises, shown, messages, started = 0, 0, 0, time.perf_counter()
-    for path in _housing_steps(valid):
-        code, kind = path.stem.rsplit("-", 1)
-        if kind == "respuesta" and code in answered:
-            continue
-        message = reissue(parse_untrusted(path.read_bytes()), answering=requests.get(code) if kind == "respuesta"
-                          else None)
-        header = read_header(message)
-        signed = sign_message(message, pki.credential(header.sender))
-        requests.setdefault(code, signed)
-        shown += 1
-        sent = time.perf_counter()
-        platform.send(header.sender, signed)
-        route = f"{_short(entities, header.sender):22} → {_short(entities, header.recipient):22}"
-        if side is not None and kind == "solicitud" and header.recipient in side.adapters:
-            answered.add(code)
-            outcome = _answered_by_adapter(platform, side, header.sender, header.recipient, signed, trust)
-            messages += 2
-            if outcome is None:
-                surprises += 1
-                say(f"  {shown:2}. [red]{code}: el adaptador de {header.recipient} no respondió como se esperaba[/]",
-                    soft_wrap=True)
-                continue
-            say(f"  {shown:2}. solicitud {code:31} {route} [green]✓[/] respondida por su adaptador "
-                f"(conector {side.connectors[header.recipient]}) en {(time.perf_counter() - sent) * 1000:5.1f} ms, "
-                f"{outcome}, acuse firmado de vuelta", soft_wrap=True)
-            continue
-        messages += 1
-        arrived = _arrival(platform, side, header.recipient, trust)
-        if arrived is None or arrived[0] != signed:
-            surprises += 1
-            fault, text = _fault_of(platform.receive(header.sender, timeout=1))
-            say(f"  {shown:2}. [red]{path.name}: no llegó a su destino {fault} {text}[/]", soft_wrap=True)
-            continue
-        end_to_end = (time.perf_counter() - sent) * 1000
-        platform.send(header.recipient, build_receipt(arrived[0], pki.credential(header.recipient)))
-        receipt = _arrival(platform, side, header.sender, trust)
-        if receipt is None:
-            surprises += 1
-            say(f"  {shown:2}. [red]{path.name}: el acuse no volvió al remitente[/]", soft_wrap=True)
-            continue
-        verify_receipt(receipt[0], signed, trust)
-        say(f"  {shown:2}. {header.message_type.value:9} {header.service.code:31} {route} [green]✓[/] total "
-            f"{end_to_end:5.1f} ms, {arrived[1]}, acuse firmado de vuelta", soft_wrap=True)
-    elapsed = time.perf_counter() - started
-    carrier = "RabbitMQ" if platform.kind == "rabbitmq" else "el transporte embebido"
-    say(f"  {messages} mensajes entregados en {elapsed:.2f} s por {carrier}, cada uno con su acuse: cada destinatario "
-        "verificó la firma del remitente y el sello de tiempo de la plataforma.", soft_wrap=True)
-    return surprises
-
-
-def _answered_by_adapter(platform: LocalPlatform, side: LegacySide, sender: str, recipient: str, request: bytes,
-                         trust: TrustStore) -> str | None:
-    """Collect the provider adapter's receipt and answer at the caller; a short account of the answer."""
-    answer: bytes | None = None
-    receipt: bytes | None = None
-    for _ in range(2):
-        arrived = _arrival(platform, side, sender, trust)
-        if arrived is None:
-            return None
-        kind = read_header(parse_untrusted(arrived[0])).message_type
-        if kind is MessageType.RECEIPT:
-            receipt = arrived[0]
-        else:
-            answer = arrived[0]
-    if answer is None or receipt is None:
-        return None
-    verify_receipt(receipt, request, trust)
-    verified = verify_message(answer, trust, window=None)
-    if verified.signer != recipient:
-        return None
-    if verified.header.message_type is MessageType.FAULT:
-        code, text = _fault_of_body(answer)
-        return f"[yellow]falla {code}[/] ({text})"
-    return "respuesta firmada"
-
-
-def _fan_out(platform: LocalPlatform, entities: EntityRegistry, pki: DevPKI, valid: Path,
-             side: LegacySide | None) -> int:
-    """Fonvivienda's decision reaches every subscriber in the catalog through one event to the platform: the
-    event its adapter emitted with the answer, or (without adapters) the sample event published here."""
+def _fan_out(platform: LocalPlatform, entities: EntityRegistry, valid: Path, side: LegacySide) -> int:
+    """Each of Fonvivienda's decisions reaches every subscriber in the catalog through one event its adapter
+    emitted to the platform with the answer."""
     template = parse_untrusted((valid / "asignarSubsidio-evento.xml").read_bytes())
     subscribers = platform.parts.pipeline.recipients_of(read_header(template))
-    if side is None:
-        event = sign_message(reissue(template), pki.credential(FONVIVIENDA))
-        platform.send(FONVIVIENDA, event)
-        origin = "publicado una vez por Fonvivienda"
-    else:
-        origin = "emitido por el adaptador de Fonvivienda con su respuesta"
+    origin = "emitidos por el adaptador de Fonvivienda con cada asignación"
 
     def got_it(subscriber: str) -> bool:
-        if side is not None and subscriber in side.adapters:
+        if subscriber in side.adapters:
             arrived = [m for m in side.received[subscriber] if m.header.message_type is MessageType.EVENT]
             return any(m.header.sender == FONVIVIENDA for m in arrived)
         delivery = platform.receive(subscriber, timeout=5)
@@ -303,7 +177,7 @@ def _fan_out(platform: LocalPlatform, entities: EntityRegistry, pki: DevPKI, val
     reached = [s for s in subscribers if got_it(s)]
     names = ", ".join(_short(entities, s, 30) for s in reached)
     ok = len(reached) == len(subscribers) > 0
-    console.print(f"  Evento asignarSubsidio {origin} → {len(reached)} suscriptores del catálogo: {names} "
+    console.print(f"  Eventos asignarSubsidio {origin} → {len(reached)} suscriptores del catálogo: {names} "
                   f"{'[green]✓[/]' if ok else '[red]✗[/]'}", soft_wrap=True)
     return int(not ok)
 
@@ -376,9 +250,10 @@ def _closing(log: MessageLog, pki: DevPKI, settings: Settings, first_seq: int) -
     say(f"  Evidencia del último mensaje aceptado: {zip_path}", soft_wrap=True)
     say("  Compruébela sin GEL Broker: descomprima y siga LEAME.txt (xmlsec1 --verify …, openssl ts -verify …).",
         soft_wrap=True)
-    say("\n[bold]Hecho.[/] Mensajes firmados que cruzan la plataforma por RabbitMQ con usuario por entidad, pasarela "
-        "con todas sus etapas, fallas firmadas y registro verificable. La orquestación de la cadena y los "
-        "adaptadores de los sistemas heredados son las siguientes entregas.", soft_wrap=True)
+    say("\n[bold]Hecho.[/] La ventanilla de vivienda de punta a punta: el orquestador condujo cada postulación entre "
+        "las entidades, los adaptadores respondieron desde los sistemas heredados, cada mensaje cruzó la pasarela "
+        "firmado, sellado y registrado, y el registro encadenado verifica. Siga un trámite con gel chains status "
+        "RADICADO y vea todos con gel chains list.", soft_wrap=True)
     return surprises
 
 

@@ -6,7 +6,6 @@ answered with the radicado at once."""
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,12 +16,15 @@ from sqlalchemy.engine import Connection
 
 from adapters.sdk.runtime import Adapter, Handler, Incoming
 from adapters.sdk.store import AdapterStore
+from broker.catalog.access import load_catalog
 from broker.gelxml import load_registry
 from broker.gelxml.envelope import MessageType
+from broker.gelxml.lint import Severity
 from broker.gelxml.registry import SchemaRegistry
 from broker.logs import get_logger
-from broker.orchestrator.definition import ChainDefinition, load_library
+from broker.orchestrator.definition import ChainDefinition, DefinitionError, load_library
 from broker.orchestrator.engine import Engine, InstanceState, Send
+from broker.orchestrator.lint import lint_definition
 from broker.orchestrator.payloads import build_payload, capture
 from broker.orchestrator.runtime import Orchestrator
 from broker.orchestrator.store import OrchestratorStore
@@ -97,7 +99,7 @@ class OrchestratorNode:
                 self.log.warning("orquestador.respuesta_sin_instancia", message_id=header.message_id)
         elif header.message_type is MessageType.EVENT:
             key = header.chain_id or header.radicado or ""
-            if not self.orchestrator.on_event(key=key, service=header.service.code, sender=header.sender,
+            if not self.orchestrator.on_event(key=key, service=header.service, sender=header.sender,
                                               payload=incoming.payload, message_id=header.message_id):
                 self.log.warning("orquestador.evento_sin_instancia", message_id=header.message_id)
 
@@ -113,21 +115,13 @@ def _start_handler(orchestrator: Orchestrator, definition: ChainDefinition, regi
 
     def handle(request: Incoming) -> etree._Element:
         assert request.payload is not None
-        inputs: Mapping[str, Any] = {**capture(request.payload, service.namespace, spec.captures),
-                                     "entidadSolicitante": request.header.sender}
+        inputs: Mapping[str, Any] = capture(request.payload, service.namespace, spec.captures)
         row = orchestrator.start(definition.name, inputs, key=request.header.message_id,
                                  started_by=request.header.sender, version=definition.version)
-        context = {**row.state.get("context", {}), "fechaHoraRadicacion": _colombia(row.started_at),
-                   "idCadena": row.id}
-        return build_payload(service.root_tag(service.response_root), service.namespace, spec.reply, context,
-                             registry)
+        return build_payload(service.root_tag(service.response_root), service.namespace, spec.reply,
+                             row.state.get("context", {}), registry)
 
     return handle
-
-
-def _colombia(moment: str) -> str:
-    return dt.datetime.fromisoformat(moment).astimezone(dt.timezone(dt.timedelta(hours=-5))).isoformat(
-        timespec="seconds")
 
 
 def open_orchestrator(settings: Settings, transport: Transport, *, store_url: str | None = None,
@@ -137,6 +131,13 @@ def open_orchestrator(settings: Settings, transport: Transport, *, store_url: st
     """Wire the orchestrator from settings: PKI, chain library, store (outbox and instances share it)."""
     registry = registry or load_registry(settings.schemas_dir)
     library = dict(library) if library is not None else load_library(settings.chains_dir)
+    catalog = load_catalog(settings.catalog_file)
+    for definition in library.values():
+        errors = [f for f in lint_definition(definition, registry=registry, catalog=catalog)
+                  if f.severity == Severity.ERROR]
+        if errors:
+            raise DefinitionError(f"La cadena {definition.source} tiene errores (gel chains lint): "
+                                  + "; ".join(f.format() for f in errors))
     pki = DevPKI(settings.certs_dir)
     store = AdapterStore(store_url or settings.orchestrator_database_url)
     adapter = Adapter(ORCHESTRATOR_ID, transport, pki.credential(ORCHESTRATOR_ID), pki.trust_store(), store, {},

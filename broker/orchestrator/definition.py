@@ -27,7 +27,7 @@ steps:
   - {id: decidir, choice: [{if: "puntaje >= 600", next: asignar}], otherwise: negar}
   - {id: calcular, set: {valorSolicitado: "min(tope, valorVivienda - ahorroPrevio)"}}
   - {id: visita, task: {title: Visita técnica, entity: CO/GOB/900467239, fields: [resultadoVisita]}}
-  - {id: pago, event: {service: registrarPago, from: CO/PRIV/830006404}, capture: [...]}
+  - {id: decision, event: {service: asignarSubsidio, version: "1.0", from: CO/GOB/830121208}, capture: [...]}
   - {id: esperar, wait: 3d}
   - {id: asignado, end: asignado, status: completada, summary: "Subsidio asignado por {valorAsignado}"}
 ```
@@ -200,6 +200,20 @@ class _Reader:
     def fail(self, message: str) -> DefinitionError:
         return DefinitionError(f"Cadena {self.source}{self.where}: {message}")
 
+    def target(self, value: Any, what: str) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self.fail(f"{what} debe ser el id de un paso, no {value!r}")
+        return value
+
+    def names(self, value: Any, what: str) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(f"{what} debe ser una lista de nombres de campo")
+        return tuple(value)
+
     def duration(self, value: Any, what: str) -> Duration:
         try:
             return parse_duration(value)
@@ -263,13 +277,13 @@ class _Reader:
             raise self.fail(f"clave desconocida {sorted(unknown)[0]!r} para un paso {kind}")
         body = raw[kind]
         values: dict[str, Any] = {"id": step_id, "kind": kind, "title": str(raw.get("title", step_id)),
-                                  "next": raw.get("next"), "simulate": raw.get("simulate") or {}}
+                                  "next": self.target(raw.get("next"), "next"), "simulate": raw.get("simulate") or {}}
         if "deadline" in raw:
             deadline = raw["deadline"]
             if not isinstance(deadline, Mapping):
                 deadline = {"within": deadline}
             values["deadline"] = Deadline(self.duration(deadline.get("within"), "deadline.within"),
-                                          deadline.get("then"))
+                                          self.target(deadline.get("then"), "deadline.then"))
         if kind == "call":
             values["call"] = self.call(body, raw.get("request"), raw.get("reply"))
             retry = raw.get("retry") or {}
@@ -278,7 +292,7 @@ class _Reader:
                                     self.duration(retry.get("maximum", "10m"), "retry.maximum"))
             if "timeout" in raw:
                 values["timeout"] = self.duration(raw["timeout"], "timeout")
-            values["on_fault"] = raw.get("on_fault")
+            values["on_fault"] = self.target(raw.get("on_fault"), "on_fault")
             if "compensate" in raw:
                 comp = raw["compensate"]
                 if not isinstance(comp, Mapping) or "call" not in comp:
@@ -297,7 +311,7 @@ class _Reader:
                     raise self.fail(f"cada opción de choice es {{if: condición, next: paso}}, no {item!r}")
                 choices.append((self.expression(item["if"]), str(item["next"])))
             values["choices"] = tuple(choices)
-            values["otherwise"] = raw.get("otherwise")
+            values["otherwise"] = self.target(raw.get("otherwise"), "otherwise")
         elif kind == "set":
             if not isinstance(body, Mapping) or not body:
                 raise self.fail("set necesita {campo: expresión}")
@@ -307,7 +321,7 @@ class _Reader:
                 raise self.fail("task necesita entity (la entidad cuyo funcionario la completa) y fields")
             values["title"] = str(body.get("title", values["title"]))
             values["task_entity"] = str(body["entity"])
-            values["task_fields"] = tuple(str(f) for f in body.get("fields", ()))
+            values["task_fields"] = self.names(body.get("fields"), "task.fields")
         elif kind == "event":
             service, sender = self.service(body, need_to=False)
             values["event_service"], values["event_from"] = service, sender
@@ -329,7 +343,18 @@ _TOP_KEYS = {"chain", "version", "title", "description", "radicado", "inputs", "
 
 
 def definition_from_text(text: str, *, source: str = "<cadena>") -> ChainDefinition:
+    """Load a definition; any malformed part is a DefinitionError naming the file and the step."""
     reader = _Reader(source)
+    try:
+        return _definition(reader, text)
+    except DefinitionError:
+        raise
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        raise reader.fail(f"estructura no válida ({exc})") from None
+
+
+def _definition(reader: _Reader, text: str) -> ChainDefinition:
+    source = reader.source
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -353,7 +378,7 @@ def definition_from_text(text: str, *, source: str = "<cadena>") -> ChainDefinit
     return ChainDefinition(
         name=str(data["chain"]), version=version, title=str(data.get("title", data["chain"])),
         description=str(data.get("description", "")), steps=reader.steps(data["steps"]),
-        inputs=tuple(str(i) for i in data.get("inputs") or ()), radicado_prefix=str(data.get("radicado", "CAD")),
+        inputs=reader.names(data.get("inputs"), "inputs"), radicado_prefix=str(data.get("radicado", "CAD")),
         deadline=reader.duration(data["deadline"], "deadline") if data.get("deadline") else None,
         start=start, simulation=data.get("simulation") or {}, source=source, text=text,
     )

@@ -20,6 +20,7 @@ from typing import Any
 
 from lxml import etree
 
+from broker.gelxml.envelope import ServiceRef
 from broker.gelxml.registry import SchemaRegistry
 from broker.orchestrator.definition import CallSpec, ChainDefinition, Step
 from broker.orchestrator.expressions import ExpressionError, compile_expression
@@ -494,18 +495,17 @@ class Engine:
         run.advance(token)
         return run.effects
 
-    def on_event(self, definition: ChainDefinition, state: InstanceState, *, service: str, sender: str,
+    def on_event(self, definition: ChainDefinition, state: InstanceState, *, service: ServiceRef, sender: str,
                  payload: etree._Element | None, message_id: str, now: dt.datetime) -> list[Effect]:
         run = _Run(self, definition, state, now)
         for token in list(state.tokens.values()):
             step = definition.index[token.step]
-            if (token.phase == "evento" and step.event_service is not None and step.event_service.code == service
-                    and step.event_from in (None, sender)):
+            if (token.phase == "evento" and step.event_service == service and step.event_from in (None, sender)):
                 values = capture(payload, _namespace(payload), step.captures) if payload is not None else {}
                 state.context.update(values)
                 token.ref = None
                 run.note("evento_recibido", step.id, entidad=sender, idMensaje=message_id, campos=sorted(values))
                 run.advance(token)
                 return run.effects
-        run.note("evento_ignorado", None, servicio=service, entidad=sender, idMensaje=message_id)
+        run.note("evento_ignorado", None, servicio=str(service), entidad=sender, idMensaje=message_id)
         return run.effects

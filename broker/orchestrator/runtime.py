@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from lxml import etree
 from sqlalchemy.engine import Connection
 
+from broker.gelxml.envelope import ServiceRef
 from broker.gelxml.faults import FaultCode, fault
 from broker.logs import get_logger
 from broker.orchestrator.definition import ChainDefinition, definition_from_text, latest
@@ -25,6 +26,7 @@ from broker.storage import iso as _iso
 __all__ = ["Clock", "Dispatcher", "Orchestrator"]
 
 Clock = Callable[[], dt.datetime]
+_COLOMBIA = dt.timezone(dt.timedelta(hours=-5), "COT")
 
 
 def system_clock() -> dt.datetime:
@@ -101,7 +103,9 @@ class Orchestrator:
                 number = self.store.next_number(connection, f"{definition.radicado_prefix}-{now.year}")
                 radicado = f"{definition.radicado_prefix}-{now.year}-{number:06d}"
                 instance_id = str(uuid.uuid4())
-                state, effects = self.engine.start(definition, instance_id, radicado, inputs, now)
+                context = {"entidadSolicitante": started_by, **inputs, "idCadena": instance_id,
+                           "fechaHoraRadicacion": now.astimezone(_COLOMBIA).isoformat(timespec="seconds")}
+                state, effects = self.engine.start(definition, instance_id, radicado, context, now)
                 self.store.insert_instance(
                     connection, id=instance_id, chain=definition.name, version=definition.version,
                     digest=definition.digest, radicado=radicado, start_key=key, started_by=started_by,
@@ -132,7 +136,7 @@ class Orchestrator:
         self._transition(instance_id, step)
         return True
 
-    def on_event(self, *, key: str, service: str, sender: str, payload: etree._Element | None,
+    def on_event(self, *, key: str, service: ServiceRef, sender: str, payload: etree._Element | None,
                  message_id: str) -> bool:
         """An event about the instance with id or radicado `key`; False when there is none."""
         row = self.store.get(key)

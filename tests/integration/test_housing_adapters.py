@@ -34,6 +34,7 @@ from adapters.sdk.store import AdapterStore
 from broker.gateway.local import LocalPlatform, open_platform
 from broker.gelxml import FaultCode, MessageType, SchemaRegistry
 from broker.gelxml.envelope import ServiceRef
+from broker.gelxml.namespaces import PERSONAL, UBICACION
 from broker.security.pki import DevPKI
 from broker.settings import Settings
 from tests.conftest import ENTITIES_FILE, ROOT
@@ -363,6 +364,68 @@ def test_asignar_denies_without_resources_or_score_and_refuses_an_unknown_radica
     assert text(answer.payload, "codFalla") == FaultCode.ADAPTER_NOT_FOUND
     assert "VIV-2026-999999" in (text(answer.payload, "descripcion") or "")
     assert rows(database, "SELECT 1 FROM SFV_ASIGNACIONES WHERE RADICADO = 'VIV-2026-999999'") == []
+
+
+def with_application(request: etree._Element, convocatoria: str, department: str, modality: str, doc_type: str,
+                     number: str) -> etree._Element:
+    """An asignarSubsidio request that also carries the application's data, for a grantor that has not seen it."""
+    svc = etree.QName(request).namespace
+    assert svc is not None
+    etree.SubElement(request, f"{{{svc}}}codConvocatoria").text = convocatoria
+    etree.SubElement(request, f"{{{UBICACION}}}codDepartamento").text = department
+    etree.SubElement(request, f"{{{svc}}}codModalidad").text = modality
+    identificacion = etree.SubElement(etree.SubElement(request, f"{{{svc}}}jefeHogar"),
+                                      f"{{{PERSONAL}}}identificacion")
+    etree.SubElement(identificacion, f"{{{PERSONAL}}}codTipoDocumento").text = doc_type
+    etree.SubElement(identificacion, f"{{{PERSONAL}}}numDocumento").text = number
+    return request
+
+
+def test_asignar_registers_an_application_of_the_window_once_and_decides_it(window: Window,
+                                                                            registry: SchemaRegistry) -> None:
+    database = window.legacy.fonvivienda_db
+    radicado = "VUV-2026-000001"
+    assert rows(database, "SELECT 1 FROM SFV_POSTULACIONES WHERE RADICADO = ?", radicado) == []
+    places, balance, _cut = bolsa(window, "MCY-2026-02", "25", "AVN")
+    request = with_application(put(payload("asignarSubsidio-solicitud.xml"), "radicado", radicado),
+                               "MCY-2026-02", "25", "ADQUISICION_NUEVA", "CC", "79845123")
+    assert registry.language.validate(request), registry.language.error_log
+    first = window.ask("asignarSubsidio", FONVIVIENDA, request)
+    second = window.ask("asignarSubsidio", FONVIVIENDA, copy.deepcopy(request))
+    assert first.header.message_type is second.header.message_type is MessageType.RESPONSE
+    assert first.payload is not None and second.payload is not None
+    assert etree.tostring(first.payload, method="c14n") == etree.tostring(second.payload, method="c14n")
+
+    ((decided_on,),) = rows(database, "SELECT FECHA_DECISION FROM SFV_ASIGNACIONES WHERE RADICADO = ?", radicado)
+    assert rows(database, "SELECT COD_CONVOCATORIA, COD_DPTO, COD_MODALIDAD, TIPO_DOC_JEFE, NUM_DOC_JEFE, "
+                "FECHA_RADICACION FROM SFV_POSTULACIONES WHERE RADICADO = ?", radicado) == \
+        [("MCY-2026-02", "25", "AVN", "CC", "79845123", decided_on)]  # the legacy modality code
+    ((state, number),) = rows(database, "SELECT ESTADO, NUM_RESOLUCION FROM SFV_ASIGNACIONES WHERE RADICADO = ?",
+                              radicado)
+    assert state == "ASIGNADO" and text(first.payload, "asignado") == "true"
+    assert number and text(first.payload, "numActo") == number
+    assert bolsa(window, "MCY-2026-02", "25", "AVN")[:2] == (places - 1, balance - 39_000_000)  # charged once
+    assert rows(database, "SELECT TIPO_DOC, NUM_DOC FROM SFV_SUBSIDIOS WHERE NUM_ACTO = ?", number) == \
+        [("CC", "79845123")]
+
+
+def test_asignar_without_the_application_data_or_with_an_unknown_call_is_not_found(window: Window) -> None:
+    database = window.legacy.fonvivienda_db
+    radicado = "VUV-2026-000002"
+    answer = window.ask("asignarSubsidio", FONVIVIENDA, put(payload("asignarSubsidio-solicitud.xml"), "radicado",
+                                                            radicado))
+    assert answer.header.message_type is MessageType.FAULT
+    assert text(answer.payload, "codFalla") == FaultCode.ADAPTER_NOT_FOUND
+    assert radicado in (text(answer.payload, "descripcion") or "")
+
+    request = with_application(put(payload("asignarSubsidio-solicitud.xml"), "radicado", radicado),
+                               "MCY-2031-01", "25", "ADQUISICION_NUEVA", "CC", "79845123")
+    answer = window.ask("asignarSubsidio", FONVIVIENDA, request)
+    assert answer.header.message_type is MessageType.FAULT
+    assert text(answer.payload, "codFalla") == FaultCode.ADAPTER_NOT_FOUND
+    assert "MCY-2031-01" in (text(answer.payload, "descripcion") or "")
+    for table in ("SFV_POSTULACIONES", "SFV_ASIGNACIONES"):
+        assert rows(database, f"SELECT 1 FROM {table} WHERE RADICADO = ?", radicado) == []
 
 
 # Fiduciaria La Previsora

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.engine import Connection
 
 from broker.gelxml import GelFault, SchemaRegistry
-from broker.gelxml.envelope import payload_of
+from broker.gelxml.envelope import ServiceRef, payload_of
 from broker.gelxml.faults import FaultCode, falla
 from broker.gelxml.parsing import parse_untrusted
 from broker.orchestrator.definition import ChainDefinition, definition_from_text
@@ -25,6 +25,7 @@ from tests.conftest import SAMPLES
 REGISTRADURIA = "CO/GOB/899999040"
 SISBEN = "CO/GOB/899999011"
 ANLA = "CO/GOB/900467239"
+FONVIVIENDA = "CO/GOB/830121208"
 
 IDENTITY = """
     call: {service: verificarIdentidad, version: "1.0", to: CO/GOB/899999040}
@@ -358,20 +359,22 @@ def test_a_durable_timer_waits_in_working_days(tmp_path: Path, registry: SchemaR
 
 def test_an_event_about_the_case_moves_it_on(tmp_path: Path, registry: SchemaRegistry) -> None:
     definition = chain("""
-  - id: pago
-    event: {service: registrarPago, from: CO/PRIV/830006404}
-  - {id: fin, end: pagado}
+  - id: decision
+    event: {service: asignarSubsidio, version: "1.0", from: CO/GOB/830121208}
+  - {id: fin, end: decidido}
 """)
     world = world_for(tmp_path, registry, definition)
     row = world.orchestrator.start("prueba", {"numDocumento": "1020304050"})
-    assert not world.orchestrator.on_event(key="PRB-2026-999999", service="registrarPago", sender="CO/PRIV/830006404",
+    event = ServiceRef("asignarSubsidio", "1.0")
+    assert not world.orchestrator.on_event(key="PRB-2026-999999", service=event, sender=FONVIVIENDA,
                                            payload=None, message_id="e0")
-    assert world.orchestrator.on_event(key=row.radicado, service="otroServicio", sender="CO/PRIV/830006404",
-                                       payload=None, message_id="e1")
+    world.orchestrator.on_event(key=row.radicado, service=ServiceRef("asignarSubsidio", "2.0"), sender=FONVIVIENDA,
+                                payload=None, message_id="e1")
+    world.orchestrator.on_event(key=row.radicado, service=event, sender=SISBEN, payload=None, message_id="e2")
     assert world.row(row.id).status == "en_curso"
-    world.orchestrator.on_event(key=row.radicado, service="registrarPago", sender="CO/PRIV/830006404",
-                                payload=None, message_id="e2")
-    assert world.row(row.id).outcome == "pagado"
+    assert world.kinds(row.id).count("evento_ignorado") == 2
+    world.orchestrator.on_event(key=row.id, service=event, sender=FONVIVIENDA, payload=None, message_id="e3")
+    assert world.row(row.id).outcome == "decidido"
 
 
 def test_a_repeated_start_request_starts_nothing_new(tmp_path: Path, registry: SchemaRegistry) -> None:
