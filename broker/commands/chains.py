@@ -15,11 +15,13 @@ import yaml
 from rich.table import Table
 
 from broker.commands.output import console, fail, print_json
+from broker.commands.simulate import simulate_command
 from broker.gelxml import GelFault
 from broker.settings import get_settings
 
 app = typer.Typer(help="Cadenas de trámites: definiciones (chains/*.yaml), instancias y su historia.",
                   no_args_is_help=True)
+app.command("simulate")(simulate_command)
 tasks_app = typer.Typer(help="Tareas humanas de las cadenas (p. ej. la visita técnica de la autoridad ambiental).",
                         no_args_is_help=True)
 
@@ -184,7 +186,7 @@ def list_instances(
     """Lista las instancias de cadena: estado, quién las tiene y si van tarde frente al plazo legal."""
     node = _offline()
     try:
-        rows = node.orchestrator.store.list(chain=chain, status=state, late=True if late else None, holder=holder,
+        rows = node.orchestrator.store.search(chain=chain, status=state, late=True if late else None, holder=holder,
                                             limit=limit)
     finally:
         node.store.close()

@@ -71,7 +71,7 @@ def run_window(platform: LocalPlatform, node: OrchestratorNode, side: LegacySide
         deadline = time.monotonic() + timeout
         rows: list[InstanceRow] = []
         while time.monotonic() < deadline:
-            rows = [r for r in store.list(chain="vivienda-postulacion", limit=count * 2) if r.started_at >= since]
+            rows = [r for r in store.search(chain="vivienda-postulacion", limit=count * 2) if r.started_at >= since]
             done = [r for r in rows if r.status in ("completada", "fallida")]
             progress.update(finishing, completed=len(done))
             if len(done) >= count:

@@ -74,7 +74,7 @@ _KIND_KEYS: dict[str, set[str]] = {
     "set": set(),
     "task": {"deadline", "simulate"},
     "event": {"capture", "deadline", "simulate"},
-    "wait": {"simulate"},
+    "wait": set(),
     "end": {"status", "summary"},
 }
 

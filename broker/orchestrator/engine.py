@@ -179,6 +179,8 @@ class _Run:
     def enter_parallel(self, token: Token, step: Step) -> None:
         token.phase, token.pending = "uniendo", len(step.branches)
         for branch in step.branches:
+            if token.id not in self.state.tokens or token.step != step.id:
+                return  # a branch failed the chain or jumped out of the parallel step as it started
             self.enter(self.new_token(branch[0].id, parent=token.id), branch[0].id)
 
     def enter_choice(self, token: Token, step: Step) -> None:
@@ -496,15 +498,19 @@ class Engine:
         return run.effects
 
     def on_event(self, definition: ChainDefinition, state: InstanceState, *, service: ServiceRef, sender: str,
-                 payload: etree._Element | None, message_id: str, now: dt.datetime) -> list[Effect]:
+                 payload: etree._Element | None, message_id: str, now: dt.datetime,
+                 values: Mapping[str, Any] | None = None) -> list[Effect]:
+        """`values` stand for the captured event when there is no payload (simulated entities)."""
         run = _Run(self, definition, state, now)
+        given = values
         for token in list(state.tokens.values()):
             step = definition.index[token.step]
             if (token.phase == "evento" and step.event_service == service and step.event_from in (None, sender)):
-                values = capture(payload, _namespace(payload), step.captures) if payload is not None else {}
-                state.context.update(values)
+                captured = (capture(payload, _namespace(payload), step.captures) if payload is not None
+                            else dict(given or {}))
+                state.context.update(captured)
                 token.ref = None
-                run.note("evento_recibido", step.id, entidad=sender, idMensaje=message_id, campos=sorted(values))
+                run.note("evento_recibido", step.id, entidad=sender, idMensaje=message_id, campos=sorted(captured))
                 run.advance(token)
                 return run.effects
         run.note("evento_ignorado", None, servicio=str(service), entidad=sender, idMensaje=message_id)

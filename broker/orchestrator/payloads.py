@@ -9,8 +9,8 @@ relative to the payload root (`svc:` is the called service's namespace; `per ubi
     - {gel: per:identificacion, each: miembros}          # copies of captured elements (`as: xml` or `xml_list`)
 
 Intermediate elements are shared with the previous rule when it built the same ones; `new: true` starts
-a fresh parent (the next item of a repeated group). An empty value leaves its element out; the schema
-decides whether that was allowed. The built payload is validated before it is sent.
+a fresh parent (the next item of a repeated group). An empty value, or a field the context does not have,
+leaves its element out; the schema decides whether that was allowed. The built payload is validated before it is sent.
 
 A step's `reply` captures values into the context:
 
@@ -113,6 +113,8 @@ def build_payload(root_tag: str, namespace: str, rules: Sequence[RequestRule], c
                                        f"no {rule.gel.split('/')[-1]}")
                 parent.append(element)
             continue
+        if rule.source is not None and not rule.source.names <= context.keys():
+            continue  # a field the case never had (an optional element left out)
         value = rule.value if rule.source is None else rule.source(context)
         if value is None or value == "" or value == []:
             continue

@@ -20,7 +20,7 @@ from broker.gelxml.faults import FaultCode, fault
 from broker.logs import get_logger
 from broker.orchestrator.definition import ChainDefinition, definition_from_text, latest
 from broker.orchestrator.engine import Effect, Engine, Finish, History, InstanceState, OpenTask, Schedule, Send
-from broker.orchestrator.store import InstanceRow, OrchestratorStore, TaskRow
+from broker.orchestrator.store import InstanceRow, OrchestratorStore, TaskRow, TimerRow
 from broker.storage import iso as _iso
 
 __all__ = ["Clock", "Dispatcher", "Orchestrator"]
@@ -137,13 +137,13 @@ class Orchestrator:
         return True
 
     def on_event(self, *, key: str, service: ServiceRef, sender: str, payload: etree._Element | None,
-                 message_id: str) -> bool:
+                 message_id: str, values: Mapping[str, Any] | None = None) -> bool:
         """An event about the instance with id or radicado `key`; False when there is none."""
         row = self.store.get(key)
         if row is None:
             return False
         self._transition(row.id, lambda d, s, now, _c: self.engine.on_event(
-            d, s, service=service, sender=sender, payload=payload, message_id=message_id, now=now))
+            d, s, service=service, sender=sender, payload=payload, message_id=message_id, now=now, values=values))
         return True
 
     def complete_task(self, task_id: int, values: Mapping[str, Any], *, entity: str, official: str) -> TaskRow:
@@ -174,7 +174,16 @@ class Orchestrator:
         """Fire every timer due by now (each exactly once, even with several orchestrators)."""
         moment = now or self.clock()
         fired = 0
-        for timer in self.store.due_timers(moment):
+        while due := self.store.due_timers(moment):
+            fired_now = self._fire(due)
+            fired += fired_now
+            if not fired_now:
+                break
+        return fired
+
+    def _fire(self, due: list[TimerRow]) -> int:
+        fired = 0
+        for timer in due:
             def step(definition: ChainDefinition, state: InstanceState, at: dt.datetime, connection: Connection,
                      timer: Any = timer) -> list[Effect] | None:
                 if not self.store.claim_timer(connection, timer.id, at):

@@ -247,7 +247,7 @@ class OrchestratorStore:
             .values(revision=previous.revision + 1, **values))
         return bool(result.rowcount)
 
-    def list(self, *, chain: str | None = None, status: str | None = None, late: bool | None = None,
+    def search(self, *, chain: str | None = None, status: str | None = None, late: bool | None = None,
              holder: str | None = None, limit: int = 100) -> list[InstanceRow]:
         query = select(instances).order_by(instances.c.started_at.desc()).limit(limit)
         if chain:

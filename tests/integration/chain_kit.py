@@ -44,7 +44,7 @@ class ChainScene:
         return header.message_id
 
     def instances(self, chain: str) -> list[InstanceRow]:
-        return self.node.orchestrator.store.list(chain=chain, limit=10_000)
+        return self.node.orchestrator.store.search(chain=chain, limit=10_000)
 
     def wait_finished(self, chain: str, count: int, timeout: float = 120.0) -> list[InstanceRow]:
         deadline = time.monotonic() + timeout

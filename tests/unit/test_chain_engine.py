@@ -424,3 +424,20 @@ def test_an_unbuildable_request_fails_the_step_with_a_coded_fault(tmp_path: Path
     done = world.row(row.id)
     assert done.status == "fallida" and world.outbox.sent == []
     assert "solicitud_invalida" in world.kinds(row.id)
+
+
+def test_a_branch_failing_as_the_parallel_step_starts_stops_the_other_branches(tmp_path: Path,
+                                                                              registry: SchemaRegistry) -> None:
+    definition = chain(f"""
+  - id: cruces
+    parallel:
+      - - id: identidad
+{indent(IDENTITY.replace("from: numDocumento", "from: numDocumento + ' con letras'"), 10)}
+      - - id: sisben
+{indent(SISBEN_CALL, 10)}
+  - {{id: fin, end: listo}}
+""")
+    world = world_for(tmp_path, registry, definition)
+    row = world.orchestrator.start("prueba", {"numDocumento": "1020304050"})
+    done = world.row(row.id)
+    assert done.status == "fallida" and world.outbox.sent == [] and done.holders == ()

@@ -131,7 +131,7 @@ def test_a_retired_version_is_an_error_and_a_deprecated_one_a_warning(check: Che
 
 def test_a_call_the_orchestrator_may_not_make(check: Check) -> None:
     text = chain("""\
-        - {id: derechos, call: {service: verificarDerechos, version: "1.0", to: CO/GOB/901037916}}
+        - {id: derechos, call: {service: radicarSolicitudLicencia, version: "1.0", to: CO/PLAT/900000002}}
         - {id: fin, end: listo}
         """)
     assert only(check(text), LintCode.NOT_AUTHORISED).step == "derechos"
