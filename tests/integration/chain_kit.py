@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +45,14 @@ class ChainScene:
 
     def instances(self, chain: str) -> list[InstanceRow]:
         return self.node.orchestrator.store.search(chain=chain, limit=10_000)
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.1)
+        return False
 
     def wait_finished(self, chain: str, count: int, timeout: float = 120.0) -> list[InstanceRow]:
         deadline = time.monotonic() + timeout
