@@ -7,6 +7,8 @@ import datetime as dt
 import json
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +19,7 @@ from rich.table import Table
 from broker.commands.output import console, fail, print_json
 from broker.commands.simulate import simulate_command
 from broker.gelxml import GelFault
+from broker.orchestrator.store import OrchestratorStore
 from broker.settings import get_settings
 
 app = typer.Typer(help="Cadenas de trámites: definiciones (chains/*.yaml), instancias y su historia.",
@@ -44,15 +47,27 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Salida en JSON para ot
 
 def _offline():  # type: ignore[no-untyped-def]
     """The orchestrator's store and runtime without the bus: what is decided here is signed into its outbox,
-    and the running `gel orchestrator` publishes it."""
+    and the running `gel orchestrator` publishes it (it also lints the definitions when it starts)."""
     from broker.orchestrator.bus import open_orchestrator
     from broker.transport.embedded import EmbeddedTransport
 
     settings = get_settings()
     try:
-        return open_orchestrator(settings, EmbeddedTransport("gel-cli"))
+        return open_orchestrator(settings, EmbeddedTransport("gel-cli"), lint=False)
     except (ValueError, OSError) as exc:
         fail("GEL-CHAIN-CONFIG", str(exc), "revise GEL_CHAINS_DIR y gel chains lint")
+
+
+@contextmanager
+def _store() -> Iterator[OrchestratorStore]:
+    """The orchestrator's store alone, for commands that only read it."""
+    from broker.storage import open_engine
+
+    engine = open_engine(get_settings().orchestrator_database_url)
+    try:
+        yield OrchestratorStore(engine)
+    finally:
+        engine.dispose()
 
 
 def _when(moment: str | None) -> str:
@@ -138,16 +153,13 @@ def start(
 def status(key: Annotated[str, typer.Argument(help="Id de la instancia o radicado.")], as_json: JsonOption = False
            ) -> None:
     """Muestra dónde está una instancia: quién la tiene, sus plazos y la historia de cada paso."""
-    node = _offline()
-    try:
-        row = node.orchestrator.store.get(key)
+    with _store() as store:
+        row = store.get(key)
         if row is None:
             fail("GEL-CHAIN-NOT_FOUND", f"No hay ninguna instancia de cadena con id o radicado {key}.",
                  "consulte gel chains list")
-        history = node.orchestrator.store.history(row.id)
-        open_tasks = node.orchestrator.store.tasks(instance=row.id)
-    finally:
-        node.store.close()
+        history = store.history(row.id)
+        open_tasks = store.tasks(instance=row.id)
     if as_json:
         print_json({"idCadena": row.id, "radicado": row.radicado, "cadena": row.chain, "version": row.version,
                     "estado": row.status, "resultado": row.outcome, "resumen": row.summary, "vencida": row.late,
@@ -184,12 +196,8 @@ def list_instances(
     as_json: JsonOption = False,
 ) -> None:
     """Lista las instancias de cadena: estado, quién las tiene y si van tarde frente al plazo legal."""
-    node = _offline()
-    try:
-        rows = node.orchestrator.store.search(chain=chain, status=state, late=True if late else None, holder=holder,
-                                            limit=limit)
-    finally:
-        node.store.close()
+    with _store() as store:
+        rows = store.search(chain=chain, status=state, late=True if late else None, holder=holder, limit=limit)
     if as_json:
         print_json([{"idCadena": r.id, "radicado": r.radicado, "cadena": r.chain, "estado": r.status,
                      "resultado": r.outcome, "vencida": r.late, "entidades": list(r.holders),
@@ -211,12 +219,9 @@ def list_tasks(
     as_json: JsonOption = False,
 ) -> None:
     """Lista las tareas humanas abiertas: qué hay que hacer, en qué trámite, qué entidad y hasta cuándo."""
-    node = _offline()
-    try:
-        rows = node.orchestrator.store.tasks(entity=entity, status=None if everything else "abierta")
-        radicados = {r.instance: (i.radicado if (i := node.orchestrator.store.get(r.instance)) else "") for r in rows}
-    finally:
-        node.store.close()
+    with _store() as store:
+        rows = store.tasks(entity=entity, status=None if everything else "abierta")
+        radicados = {r.instance: (i.radicado if (i := store.get(r.instance)) else "") for r in rows}
     if as_json:
         print_json([{"tarea": r.id, "radicado": radicados[r.instance], "titulo": r.title, "entidad": r.entity,
                      "campos": list(r.fields), "estado": r.status, "plazo": r.due_at} for r in rows])
@@ -294,7 +299,12 @@ def orchestrator() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    node.start()
+    try:
+        node.start()
+    except GelFault as exc:
+        node.close()
+        transport.close()
+        fail(str(exc.falla.code), exc.falla.message)
     chains = ", ".join(sorted(f"{n} v{v}" for n, v in node.orchestrator.library)) or "ninguna"
     console.print(f"Orquestador en marcha (cadenas: {chains}). Ctrl+C para detenerlo.", soft_wrap=True)
     stop.wait()

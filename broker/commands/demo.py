@@ -154,8 +154,12 @@ def _run_housing_window(settings: Settings, platform: LocalPlatform, entities: E
         except (OSError, RuntimeError, ValueError, SQLAlchemyError) as exc:
             console.print(f"  [red]Los adaptadores o el orquestador no arrancaron: {exc}[/]", soft_wrap=True)
             return 1
-        node.start()
         stack.callback(node.close)
+        try:
+            node.start()
+        except GelFault as exc:
+            console.print(f"  [red]El orquestador no arrancó: {exc.falla.code} {exc.falla.message}[/]", soft_wrap=True)
+            return 1
         result = run_window(platform, node, side, pki, applications)
         return result.surprises + _fan_out(platform, entities, valid, side)
 

@@ -73,16 +73,33 @@ def run_window(platform: LocalPlatform, node: OrchestratorNode, side: LegacySide
         while time.monotonic() < deadline:
             rows = [r for r in store.search(chain="vivienda-postulacion", limit=count * 2) if r.started_at >= since]
             done = [r for r in rows if r.status in ("completada", "fallida")]
-            progress.update(finishing, completed=len(done))
-            if len(done) >= count:
+            refused = _refused(side, request_ids)
+            progress.update(finishing, completed=len(done) + len(refused))
+            if len(done) + len(refused) >= count:
                 break
             time.sleep(0.25)
     seconds = time.perf_counter() - started
     finished = tuple(r for r in rows if r.status in ("completada", "fallida"))
-    surprises = _summary(finished, applications, seconds, count)
+    refused = _refused(side, request_ids)
+    for code, text in Counter(refused).most_common():
+        say(f"   [red]La ventanilla no radicó {refused.count((code, text))} postulaciones: {code} {text}[/]",
+            soft_wrap=True)
+    surprises = _summary(finished, applications, seconds, count - len(refused)) + len(refused)
     if finished:
         _timeline(node, next((r for r in finished if r.outcome == "asignado"), finished[0]))
     return WindowResult(finished, applications, seconds, surprises)
+
+
+def _refused(side: LegacySide, request_ids: dict[str, HousingApplication]) -> list[tuple[str, str]]:
+    """The fallas the cajas got instead of a radicado (code, text)."""
+    found = []
+    for caja in CAJAS:
+        for message in side.received.get(caja, []):
+            if message.header.message_type is MessageType.FAULT and message.header.correlation_id in request_ids:
+                payload = message.payload
+                found.append(((payload.findtext("{*}codFalla") or "") if payload is not None else "",
+                              (payload.findtext("{*}descripcion") or "") if payload is not None else ""))
+    return found
 
 
 def _elapsed(row: InstanceRow) -> float:

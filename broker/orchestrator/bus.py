@@ -66,6 +66,10 @@ class OrchestratorNode:
         self._timers: threading.Thread | None = None
 
     def start(self) -> None:
+        """Check every definition against what running instances started with (GEL-CHAIN-VERSION_CHANGED when
+        one was edited without a new version), then start consuming and firing timers."""
+        for definition in self.orchestrator.library.values():
+            self.orchestrator.start_definition(definition)
         self._stopping.clear()
         self.adapter.start()
         self._timers = threading.Thread(target=self._timer_loop, name="gel-orquestador-temporizadores", daemon=True)
@@ -127,12 +131,13 @@ def _start_handler(orchestrator: Orchestrator, definition: ChainDefinition, regi
 def open_orchestrator(settings: Settings, transport: Transport, *, store_url: str | None = None,
                       registry: SchemaRegistry | None = None,
                       library: Mapping[tuple[str, int], ChainDefinition] | None = None,
-                      relay_interval: float = 0.5, prefetch: int = 32) -> OrchestratorNode:
-    """Wire the orchestrator from settings: PKI, chain library, store (outbox and instances share it)."""
+                      relay_interval: float = 0.5, prefetch: int = 32, lint: bool = True) -> OrchestratorNode:
+    """Wire the orchestrator from settings: PKI, chain library, store (outbox and instances share it). With
+    `lint`, a definition with `gel chains lint` errors is refused before anything runs."""
     registry = registry or load_registry(settings.schemas_dir)
     library = dict(library) if library is not None else load_library(settings.chains_dir)
     catalog = load_catalog(settings.catalog_file)
-    for definition in library.values():
+    for definition in library.values() if lint else ():
         errors = [f for f in lint_definition(definition, registry=registry, catalog=catalog)
                   if f.severity == Severity.ERROR]
         if errors:

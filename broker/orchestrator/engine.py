@@ -205,8 +205,9 @@ class _Run:
         token.phase = "tarea"
         ref = self.new_ref(token)
         assert step.task_entity is not None
+        token.holder = entity_of(step.task_entity, self.state.context)
         due = dt.datetime.fromisoformat(token.due) if token.due else None
-        self.effects.append(OpenTask(token.id, ref, step.id, step.title, step.task_entity, step.task_fields, due))
+        self.effects.append(OpenTask(token.id, ref, step.id, step.title, token.holder, step.task_fields, due))
 
     def enter_event(self, token: Token, step: Step) -> None:
         token.phase = "evento"
@@ -361,14 +362,18 @@ class _Run:
         self.effects.append(Finish(status, outcome, self.state.summary))
 
 
-def recipient_of(call: CallSpec, context: Mapping[str, Any]) -> str:
-    """`to:` names an entity (`CO/GOB/899999040`) or, without a slash, an expression giving one."""
-    if "/" in call.to:
-        return call.to
-    value = compile_expression(call.to)(context)
+def entity_of(reference: str, context: Mapping[str, Any]) -> str:
+    """An entity named by id (`CO/GOB/899999040`) or, without a slash, by an expression giving one."""
+    if "/" in reference:
+        return reference
+    value = compile_expression(reference)(context)
     if not isinstance(value, str) or "/" not in value:
-        raise ExpressionError(f"to: {call.to!r} no dio un id de entidad (dio {value!r})")
+        raise ExpressionError(f"{reference!r} no dio un id de entidad (dio {value!r})")
     return value
+
+
+def recipient_of(call: CallSpec, context: Mapping[str, Any]) -> str:
+    return entity_of(call.to, context)
 
 
 def _namespace(payload: etree._Element) -> str:

@@ -157,7 +157,9 @@ class _Paths:
         decl = self.schema.maps.elements.get(self.service.root_tag(root))
         if decl is None:
             return f"el esquema de {self.service.code} {self.service.version} no declara {root}"
-        for step in path.split("/"):
+        steps = path.split("/")
+        attribute = steps.pop()[1:] if steps[-1].startswith("@") else None
+        for step in steps:
             prefix, _, local = step.rpartition(":")
             if prefix not in self.prefixes:
                 return (f"el paso {step!r} debe tener la forma prefijo:nombre con uno de los prefijos "
@@ -172,6 +174,12 @@ class _Paths:
                 allowed = ", ".join(dict.fromkeys(self.short(child.name) for child in children))
                 return f"{step} no existe dentro de {here} (admite: {allowed})"
             decl = found
+        if attribute is not None:
+            names = {str(name).rpartition("}")[2] for name in getattr(decl, "attributes", {}) or {}}
+            if attribute not in names:
+                known = ", ".join(sorted(names)) or "ninguno"
+                return f"{self.short(decl.name)} no tiene el atributo {attribute} (tiene: {known})"
+            return None
         if value and not _has_value(decl):
             inner = ", ".join(dict.fromkeys(self.short(child.name) for child in _element_children(decl)))
             return f"{self.short(decl.name)} es un elemento compuesto, sin valor propio (contiene: {inner})"

@@ -6,6 +6,7 @@ relative to the payload root (`svc:` is the called service's namespace; `per ubi
 
     - {gel: per:identificacion/per:codTipoDocumento, from: tipoDocumento}     # an expression over the context
     - {gel: svc:codConvocatoria, value: MCY-2026-02}                         # a constant
+    - {gel: doc:hashDocumento/@algoritmo, value: sha256}                     # an attribute of the last element
     - {gel: per:identificacion, each: miembros}          # copies of captured elements (`as: xml` or `xml_list`)
 
 Intermediate elements are shared with the previous rule when it built the same ones; `new: true` starts
@@ -98,7 +99,9 @@ def build_payload(root_tag: str, namespace: str, rules: Sequence[RequestRule], c
     prefixes = _prefixes(namespace)
     root = etree.Element(root_tag, nsmap={k: v for k, v in prefixes.items()})
     for rule in rules:
-        steps = [_clark(step, prefixes) for step in rule.gel.split("/")]
+        parts = rule.gel.split("/")
+        attribute = parts.pop()[1:] if parts[-1].startswith("@") else None
+        steps = [_clark(step, prefixes) for step in parts]
         if rule.each is not None:
             items = context.get(rule.each) or []
             if isinstance(items, str):
@@ -117,6 +120,9 @@ def build_payload(root_tag: str, namespace: str, rules: Sequence[RequestRule], c
             continue  # a field the case never had (an optional element left out)
         value = rule.value if rule.source is None else rule.source(context)
         if value is None or value == "" or value == []:
+            continue
+        if attribute is not None:
+            _parent(root, steps, fresh=False).set(attribute, _text(value))
             continue
         parent = _parent(root, steps[:-1], fresh=rule.new)
         etree.SubElement(parent, steps[-1]).text = _text(value)
