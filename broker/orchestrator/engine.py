@@ -50,6 +50,7 @@ class Token:
     due: str | None = None
     late: bool = False
     holder: str | None = None
+    deadline_ref: str | None = None
 
 
 @dataclass
@@ -164,10 +165,12 @@ class _Run:
         token.holder = None
         token.since = _iso(self.now)
         self.note("paso_iniciado", step.id, titulo=step.title, tipo=step.kind)
+        token.deadline_ref = None
         if step.deadline is not None:
             due = step.deadline.within.after(self.now)
-            token.due = _iso(due)
-            self.effects.append(Schedule(token.id, "deadline", f"{token.id}.plazo.{step.id}.{self.state.counter}", due))
+            self.state.counter += 1
+            token.due, token.deadline_ref = _iso(due), f"{token.id}.plazo.{self.state.counter}"
+            self.effects.append(Schedule(token.id, "deadline", token.deadline_ref, due))
         try:
             getattr(self, f"enter_{step.kind}")(token, step)
         except ExpressionError as exc:
@@ -319,8 +322,7 @@ class _Run:
         for other in self.state.tokens.values():
             other.ref = None
         self.state.tokens = {}
-        self.state.context.setdefault("falla_codigo", code)
-        self.state.context.setdefault("falla_descripcion", text)
+        self.state.context.update(falla_codigo=code, falla_descripcion=text)
         self.state.outcome = outcome or "fallida"
         self.state.summary = text
         if self.state.compensations:
@@ -469,7 +471,7 @@ class Engine:
             return run.effects
         step = definition.index[token.step]
         if kind == "deadline":
-            if not ref.startswith(f"{token.id}.plazo.{step.id}.") or token.late:
+            if ref != token.deadline_ref or token.late:
                 return run.effects
             token.late = True
             state.late = True
