@@ -1,6 +1,6 @@
 """The entities' side of a whole platform on one machine: seeded legacy systems, their stand-in services
-(the Registraduría's JSON service, the PSE payment service) and the entity adapters answering from them.
-The demo and the chain tests run the chains against this world."""
+(the Registraduría's JSON service, the PSE payment service, a mail relay for the notification channel) and the
+entity adapters answering from them. The demo and the chain tests run the chains against this world."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from adapters.legacy import seed as housing_seed
 from adapters.legacy import seed_ambiental_salud
+from adapters.legacy.mailbox import Mailbox, start_mailbox
 from adapters.legacy.server import free_port, wait_for_port
 from adapters.sdk.assembly import AssembledAdapter, assemble
 from adapters.sdk.config import load_adapter_config
@@ -36,6 +37,8 @@ class LegacyWorld:
     housing: housing_seed.SeededLegacy | None = None
     others: seed_ambiental_salud.SeededAmbientalSalud | None = None
     services: dict[str, str] = field(default_factory=dict)
+    mailbox: Mailbox | None = None
+    """The in-process mail relay the notification channel sends to, when the world started one."""
 
 
 @contextmanager
@@ -55,7 +58,10 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
 @contextmanager
 def legacy_world(folder: Path, adapters: Sequence[str]) -> Iterator[LegacyWorld]:
     """Seed what `adapters` need under `folder`, start their stand-in services, and point the adapters'
-    variables (GEL_<ADAPTER>_DB_URL, _DIR, _URL, _STORE) at them for the duration."""
+    variables (GEL_<ADAPTER>_DB_URL, _DIR, _URL, _STORE) at them for the duration.
+
+    The notification channel sends to the SMTP server GEL_SMTP_HOST / GEL_SMTP_PORT name; when neither is set,
+    an in-process relay (aiosmtpd, a development dependency) receives its mail under `folder`/correo."""
     names = set(adapters)
     world = LegacyWorld(folder=folder, environment={})
     env = world.environment
@@ -91,6 +97,15 @@ def legacy_world(folder: Path, adapters: Sequence[str]) -> Iterator[LegacyWorld]
                 pse = start_background(json.loads(others.recaudo_json.read_text(encoding="utf-8")))
                 stack.callback(pse.stop)
                 env["GEL_RECAUDO_URL"] = world.services["recaudo"] = pse.url
+        if "notificaciones" in names and not {"GEL_SMTP_HOST", "GEL_SMTP_PORT"} & set(os.environ):
+            try:
+                mailbox = world.mailbox = start_mailbox(folder / "correo")
+            except ModuleNotFoundError:
+                mailbox = None  # no aiosmtpd: the channel keeps its defaults (an SMTP server on 127.0.0.1:25)
+            if mailbox is not None:
+                stack.callback(mailbox.stop)
+                env.update({"GEL_SMTP_HOST": mailbox.host, "GEL_SMTP_PORT": str(mailbox.port)})
+                world.services["notificaciones"] = f"smtp://{mailbox.host}:{mailbox.port}"
         for name in names:
             env[f"GEL_{name.upper()}_STORE"] = f"sqlite:///{folder / 'almacenes' / (name + '.db')}"
         stack.enter_context(_environment(env))

@@ -19,13 +19,15 @@ from adapters.sdk.store import AdapterStore
 from broker.catalog.access import load_catalog
 from broker.gelxml import load_registry
 from broker.gelxml.envelope import MessageType
+from broker.gelxml.faults import FaultCode, fault
 from broker.gelxml.lint import Severity
 from broker.gelxml.registry import SchemaRegistry
 from broker.logs import get_logger
 from broker.orchestrator.definition import ChainDefinition, DefinitionError, load_library
 from broker.orchestrator.engine import Engine, InstanceState, Send
+from broker.orchestrator.expressions import ExpressionError
 from broker.orchestrator.lint import lint_definition
-from broker.orchestrator.payloads import build_payload, capture
+from broker.orchestrator.payloads import PayloadError, build_payload, capture
 from broker.orchestrator.runtime import Orchestrator
 from broker.orchestrator.store import OrchestratorStore
 from broker.security.pki import DevPKI
@@ -122,8 +124,12 @@ def _start_handler(orchestrator: Orchestrator, definition: ChainDefinition, regi
         inputs: Mapping[str, Any] = capture(request.payload, service.namespace, spec.captures)
         row = orchestrator.start(definition.name, inputs, key=request.header.message_id,
                                  started_by=request.header.sender, version=definition.version)
-        return build_payload(service.root_tag(service.response_root), service.namespace, spec.reply,
-                             row.state.get("context", {}), registry)
+        try:
+            return build_payload(service.root_tag(service.response_root), service.namespace, spec.reply,
+                                 row.state.get("context", {}), registry)
+        except (PayloadError, ExpressionError) as exc:
+            raise fault(FaultCode.CHAIN_START_FAILED, chain=definition.name,
+                        detail=f"radicado {row.radicado}: la respuesta no se pudo construir ({exc})") from exc
 
     return handle
 

@@ -3,6 +3,7 @@ entities' adapters over freshly seeded legacy systems — and ways to start case
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -64,6 +65,14 @@ class ChainScene:
             time.sleep(0.2)
         states = sorted((r.radicado, r.status, r.steps) for r in rows)
         raise AssertionError(f"{chain}: {len(rows)} instances, not all finished: {states}")
+
+
+def only_chain(folder: Path, name: str) -> Path:
+    """A chains folder holding the shipped definition `name` alone: other chains' edits do not stop a test."""
+    chains = folder / "cadenas"
+    chains.mkdir()
+    shutil.copy(ROOT / "chains" / f"{name}.yaml", chains)
+    return chains
 
 
 def chain_settings(folder: Path, pki: DevPKI, *, chains_dir: Path | None = None) -> Settings:
