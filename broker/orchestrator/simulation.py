@@ -6,7 +6,7 @@ The model lives in the definition itself, beside what it simulates:
 ```yaml
 simulation:
   scenarios:                      # declaration order is display order; `gel chains simulate` knows actual/nuevo
-    actual: {description: Ventanilla física y papel entre oficinas, handoff: 3d..15d}
+    actual: {description: Ventanilla física y papel entre oficinas, handoff: 3d..15d, timeouts: false}
     nuevo: {description: Ventanilla única sobre la plataforma GEL-XML}
   inputs: {tipoDocumento: CC, numDocumento: "1020304050"}   # what every simulated case starts with (and
                                                             # entidadSolicitante, if a step answers it)
@@ -27,7 +27,9 @@ steps:
 ```
 
 Per step, a scenario block (`actual:`, `nuevo:`) gives `duration` (`parse_range`: `2h`, `2h..3d`, uniform) and
-`handoffs` (how many times the case's papers change office, each costing the scenario's `handoff` range); a
+`handoffs` (how many times the case's papers change office, each costing the scenario's `handoff` range;
+`timeouts: false` on a scenario without the platform drops the steps' `timeout`s, which only the orchestrator
+enforces); a
 step with no block for the scenario takes no time. `replies` and `fault` may also sit inside a scenario
 block, overriding the step's own. What each kind of step does:
 
@@ -57,7 +59,7 @@ import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -104,7 +106,7 @@ HORIZON = dt.timedelta(days=3650)
 SIMULATED_SENDER = "CO/SIM/000000000"
 
 _TOP_KEYS = {"scenarios", "inputs", "arrivals", "figures"}
-_SCENARIO_KEYS = {"description", "handoff"}
+_SCENARIO_KEYS = {"description", "handoff", "timeouts"}
 _BLOCK_KEYS = {"duration", "handoffs", "replies", "fault"}
 _SHARED_KEYS = {"replies", "fault"}
 _FAULT_KEYS = {"p", "code", "retryable", "description"}
@@ -175,6 +177,9 @@ class Scenario:
     name: str
     description: str = ""
     handoff: DurationRange | None = None
+    timeouts: bool = True
+    """False for a scenario without the platform (the situación actual): the steps' `timeout`s, which only
+    the platform's orchestrator enforces, do not apply."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +293,10 @@ class _ModelReader:
             body = self.mapping(body, f"el escenario {name}")
             self.known(body, _SCENARIO_KEYS, f"el escenario {name}")
             handoff = self.range(body["handoff"], "handoff") if body.get("handoff") is not None else None
-            result.append(Scenario(str(name), str(body.get("description", "")), handoff))
+            timeouts = body.get("timeouts", True)
+            if not isinstance(timeouts, bool):
+                raise self.fail(f"el escenario {name}: timeouts debe ser true o false, no {timeouts!r}")
+            result.append(Scenario(str(name), str(body.get("description", "")), handoff, timeouts))
         self.where = ""
         return tuple(result)
 
@@ -776,7 +784,8 @@ class _World:
         fault = model.faulted(self.rng)
         if fault is not None:
             return PlannedReply(send.message_id, send.step, moment, fault=fault)
-        return PlannedReply(send.message_id, send.step, moment, values=model.reply(self.rng))
+        unset = {capture.ctx: None for capture in send.call.reply}  # as a real reply without those elements
+        return PlannedReply(send.message_id, send.step, moment, values={**unset, **model.reply(self.rng)})
 
     def schedule_reply(self, planned: PlannedReply) -> None:
         def deliver() -> None:
@@ -914,6 +923,13 @@ class _World:
             transitions=self.transitions, elapsed=elapsed)
 
 
+def _without_timeouts(definition: ChainDefinition) -> ChainDefinition:
+    def strip(steps: tuple[Step, ...]) -> tuple[Step, ...]:
+        return tuple(replace(step, timeout=None, branches=tuple(strip(b) for b in step.branches)) for step in steps)
+
+    return replace(definition, steps=strip(definition.steps))
+
+
 def simulate(definition: ChainDefinition, *, cases: int, scenario: str, registry: SchemaRegistry, seed: int = 2026,
              progress: Callable[[int], None] | None = None, start: dt.datetime = EPOCH) -> SimulationReport:
     """Run `cases` instances of `definition` in `scenario` through the real engine under a virtual clock.
@@ -925,6 +941,8 @@ def simulate(definition: ChainDefinition, *, cases: int, scenario: str, registry
         raise SimulationError(f"el número de casos debe ser al menos 1, no {cases}")
     model = read_model(definition)
     chosen = model.scenario(scenario)
+    if not chosen.timeouts:
+        definition = _without_timeouts(definition)
     began = time.perf_counter()
     world = _World(definition, model, chosen, seed=seed, registry=registry, start=start)
     try:

@@ -290,3 +290,28 @@ def test_the_command_refuses_an_unknown_chain_or_scenario(chains_dir: Path, argu
     result = CliRunner().invoke(cli(), arguments)
     assert result.exit_code == 2
     assert code in result.output
+
+
+def test_the_shipped_chains_simulate_against_the_programs_figures(registry: SchemaRegistry) -> None:
+    from broker.orchestrator.definition import load_definition
+
+    chains = get_settings().chains_dir
+    housing = load_definition(chains / "vivienda-postulacion.yaml")
+    today, window = (simulate(housing, cases=60, scenario=s, registry=registry) for s in ("actual", "nuevo"))
+    for report in (today, window):
+        assert report.unfinished == 0 and not report.failures
+    assigned_today, assigned_window = today.outcome("asignado"), window.outcome("asignado")
+    refused_window = window.outcome("no_elegible")
+    assert assigned_today is not None and assigned_window is not None and refused_window is not None
+    assert assigned_window.cycle.p50 < assigned_today.cycle.p50 / 2
+    assert refused_window.cycle.p50 < DAY  # a failed cross-check; failing the scoring takes its 10–20 days
+    health = load_definition(chains / "salud-autorizacion.yaml")
+    # Without the platform there are no platform timeouts: the old phone-and-fax times finish, slowly.
+    old = simulate(health, cases=60, scenario="actual", registry=registry)
+    new = simulate(health, cases=60, scenario="nuevo", registry=registry)
+    assert old.failures == {} and new.failures == {}
+    rights_new, rights_old = new.step("derechos"), old.step("derechos")
+    assert rights_new is not None and rights_old is not None
+    assert rights_new.waits.max < 5 * 60 < rights_old.waits.p50
+    authorisation = new.step("autorizar")
+    assert authorisation is not None and authorisation.waits.max < 2 * HOUR
