@@ -81,9 +81,8 @@ def run_window(platform: LocalPlatform, node: OrchestratorNode, side: LegacySide
     seconds = time.perf_counter() - started
     finished = tuple(r for r in rows if r.status in ("completada", "fallida"))
     refused = _refused(side, request_ids)
-    for code, text in Counter(refused).most_common():
-        say(f"   [red]La ventanilla no radicó {refused.count((code, text))} postulaciones: {code} {text}[/]",
-            soft_wrap=True)
+    for (code, text), times in Counter(refused).most_common():
+        say(f"   [red]La ventanilla no radicó {times} postulaciones: {code} {text}[/]", soft_wrap=True)
     surprises = _summary(finished, applications, seconds, count - len(refused)) + len(refused)
     if finished:
         _timeline(node, next((r for r in finished if r.outcome == "asignado"), finished[0]))

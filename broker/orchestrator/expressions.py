@@ -99,29 +99,25 @@ def _eval(node: ast.AST, context: Mapping[str, Any]) -> Any:
             if name in ("True", "False", "None"):
                 return {"True": True, "False": False, "None": None}[name]
             raise ExpressionError(f"el campo {name!r} no existe en el contexto de la cadena")
-        case ast.BoolOp(op=op, values=values):
-            if isinstance(op, ast.And):
-                result: Any = True
-                for value in values:
-                    result = _eval(value, context)
-                    if not result:
-                        return result
-                return result
-            for value in values:
-                result = _eval(value, context)
-                if result:
-                    return result
-            return result
-        case ast.UnaryOp(op=op, operand=operand):
-            value = _eval(operand, context)
-            return (not value) if isinstance(op, ast.Not) else (-value if isinstance(op, ast.USub) else +value)
-        case ast.BinOp(left=left, op=op, right=right):
-            return _BINARY[type(op)](_eval(left, context), _eval(right, context))
-        case ast.Compare(left=left, ops=ops, comparators=comparators):
-            current = _eval(left, context)
-            for op, comparator in zip(ops, comparators, strict=True):
+        case ast.BoolOp(op=bool_op, values=operands):
+            outcome: Any = isinstance(bool_op, ast.And)
+            for operand in operands:
+                outcome = _eval(operand, context)
+                if bool(outcome) != isinstance(bool_op, ast.And):
+                    return outcome
+            return outcome
+        case ast.UnaryOp(op=unary_op, operand=single):
+            value = _eval(single, context)
+            if isinstance(unary_op, ast.Not):
+                return not value
+            return -value if isinstance(unary_op, ast.USub) else +value
+        case ast.BinOp(left=left, op=binary_op, right=right):
+            return _BINARY[type(binary_op)](_eval(left, context), _eval(right, context))
+        case ast.Compare(left=first, ops=comparisons, comparators=comparators):
+            current = _eval(first, context)
+            for comparison, comparator in zip(comparisons, comparators, strict=True):
                 other = _eval(comparator, context)
-                if not _COMPARE[type(op)](current, other):
+                if not _COMPARE[type(comparison)](current, other):
                     return False
                 current = other
             return True
