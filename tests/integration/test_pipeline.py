@@ -72,20 +72,22 @@ def test_a_replay_of_an_old_message_is_refused_even_without_a_freshness_window(p
 def test_make_demo_runs_the_housing_window_and_says_what_it_did(tmp_path: Path, transport: str,
                                                                request: pytest.FixtureRequest) -> None:
     env = {**os.environ, "GEL_CERTS_DIR": str(tmp_path / "pki"),
-           "GEL_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}", "GEL_TRANSPORT": transport}
+           "GEL_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}", "GEL_TRANSPORT": transport,
+           "GEL_ORCHESTRATOR_DATABASE_URL": f"sqlite:///{tmp_path / 'orquestador.db'}"}
     if transport == "rabbitmq":
         request.getfixturevalue("amqp_url")
         require_tool("rabbitmqctl")
-    result = subprocess.run([sys.executable, "-m", "broker.cli", "demo"], capture_output=True, text=True,
-                            timeout=180, env=env, cwd=ROOT)
+    result = subprocess.run([sys.executable, "-m", "broker.cli", "demo", "--postulaciones", "8"], capture_output=True,
+                            text=True, timeout=300, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     said = {"embedded": "Transporte: embebido (GEL_TRANSPORT=embedded)",
             "rabbitmq": "Transporte: RabbitMQ en 127.0.0.1 (vhost gel-demo, un usuario por entidad)"}[transport]
     assert said in result.stdout
-    assert result.stdout.count("respondida por su adaptador") == 9, "the entities' adapters answer from legacy data"
-    assert "(conector http)" in result.stdout and "(conector filedrop)" in result.stdout
-    assert result.stdout.count("acuse firmado") == 11 and "20 mensajes entregados" in result.stdout
+    assert "Trámites terminados" in result.stdout and "8/8" in result.stdout  # the progress bar, finished
+    assert "Resultado de 8 postulaciones" in result.stdout and "Subsidio asignado" in result.stdout
+    assert "Coinciden con lo que dicen los sistemas heredados sembrados: 8 de 8." in result.stdout
+    assert "Historia del trámite VUV-" in result.stdout and "4 suscriptores del catálogo" in result.stdout
     assert result.stdout.count("falla firmada GEL-") == 7 + 5 and "✗" not in result.stdout
     assert "GEL-AUTH-TRANSPORT_USER" in result.stdout and "Registro íntegro" in result.stdout
     assert (tmp_path / "evidencia-demo.zip").is_file()
