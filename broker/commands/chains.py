@@ -146,7 +146,9 @@ def start(
         print_json({"idCadena": row.id, "radicado": row.radicado, "estado": row.status})
         return
     console.print(f"Cadena {chain} iniciada: radicado [bold]{row.radicado}[/] (id {row.id}), "
-                  f"estado {STATUS_LABELS.get(row.status, row.status)}.", soft_wrap=True)
+                  f"estado {STATUS_LABELS.get(row.status, row.status)}. Sus solicitudes quedan en la bandeja de "
+                  "salida del orquestador hasta que gel orchestrator las publique; siga el trámite con "
+                  f"gel chains status {row.radicado}.", soft_wrap=True)
 
 
 @app.command("status")
