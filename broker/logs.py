@@ -9,6 +9,16 @@ from typing import Any
 import structlog
 
 _configured = False
+PLATFORM_FIELDS = {"message_id": "idMensaje", "chain_id": "idCadena", "entity": "entidad", "stage": "etapa"}
+"""Every log line names these by the platform's own field names, whatever the code called them."""
+
+
+def platform_fields(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: message_id → idMensaje, chain_id → idCadena, entity → entidad, stage → etapa."""
+    for key, name in PLATFORM_FIELDS.items():
+        if key in event:
+            event.setdefault(name, event.pop(key))
+    return event
 
 
 def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
@@ -21,6 +31,7 @@ def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            platform_fields,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),

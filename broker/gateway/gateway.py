@@ -282,8 +282,9 @@ class Gateway:
     def _after_routed(self, routed: list[Routed]) -> None:
         """Logging, operational records and the hook, off the transport's IO thread."""
         for item in routed:
-            log.info("gateway.routed", message_id=item.message_id, recipient=item.recipient,
-                     outcome=item.outcome, fault=item.fault_code, record=item.record, ms=item.elapsed_ms)
+            log.info("gateway.routed", message_id=item.message_id, entity=item.sender, recipient=item.recipient,
+                     service=item.service, stage="enrutamiento", outcome=item.outcome, fault=item.fault_code,
+                     record=item.record, ms=item.elapsed_ms)
             if self.records is not None:
                 self._keep_record(item)
             if self.on_routed is not None:
