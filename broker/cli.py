@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from broker.commands import adapter, certs, chains, demo, gateway, log, schemas, signing, topology, validate
+from broker.commands import adapter, certs, chains, demo, gateway, log, schemas, serve, signing, topology, validate
 from broker.commands.output import err_console, print_json
 from broker.gelxml.registry import SchemaCompileError
 from broker.logs import configure_logging
@@ -33,6 +33,10 @@ app.add_typer(chains.app, name="chains")
 app.add_typer(chains.tasks_app, name="tasks")
 app.command("gateway")(gateway.gateway)
 app.command("orchestrator")(chains.orchestrator)
+app.command("serve")(serve.serve)
+api_app = typer.Typer(help="API de la plataforma: credenciales de acceso.", no_args_is_help=True)
+api_app.command("token-crear")(serve.token_crear)
+app.add_typer(api_app, name="api")
 app.command("demo")(demo.demo)
 
 

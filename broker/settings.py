@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         description="Passwords of the entities' RabbitMQ users (users are global to the RabbitMQ node, so one file "
         "serves every vhost), written by `gel topology apply` (mode 0600).",
     )
+    api_tokens_file: Path = Field(
+        default=PROJECT_ROOT / "var" / "api-tokens.json",
+        description="Tokens of the monitoring API (SHA-256 hashes with role and entity), written by "
+        "`gel api token-crear` (mode 0600).",
+    )
     max_message_bytes: int = Field(default=1_048_576, gt=0, description="Largest message accepted, in bytes.")
     max_depth: int = Field(default=64, gt=0, le=250, description="Deepest element nesting accepted.")
     replay_window_seconds: int = Field(

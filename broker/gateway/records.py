@@ -26,7 +26,7 @@ from sqlalchemy import (
 
 from broker.storage import create_tables, iso, open_engine
 
-__all__ = ["OperationalRecord", "OperationalRecords"]
+__all__ = ["OperationalRecord", "OperationalRecords", "operational_records"]
 
 _metadata = MetaData()
 _records = Table(
@@ -48,6 +48,8 @@ _records = Table(
     Index("ix_operational_records_message_id", "message_id"),
     Index("ix_operational_records_completed_at", "completed_at"),
 )
+
+operational_records = _records
 
 
 @dataclass(frozen=True, slots=True)

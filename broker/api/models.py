@@ -1,0 +1,150 @@
+"""What the API answers: frozen pydantic models with Spanish field descriptions (they are the OpenAPI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class CadenaResumen(_Model):
+    id: str = Field(description="Identificador de la instancia (idCadena).")
+    radicado: str = Field(description="Radicado del trámite.")
+    cadena: str = Field(description="Nombre de la cadena de trámites.")
+    version: int = Field(description="Versión de la definición de la cadena.")
+    titulo: str = Field(description="Título de la cadena.")
+    estado: str = Field(description="Estado: en_curso, compensando, completada, fallida.")
+    resultado: str | None = Field(description="Resultado final, si terminó.")
+    vencida: bool = Field(description="Verdadero si superó el plazo legal de respuesta.")
+    responsables: list[str] = Field(description="Entidades que tienen el trámite en este momento.")
+    fecha_limite: str | None = Field(description="Fecha límite del trámite (UTC, ISO-8601).")
+    iniciada: str = Field(description="Fecha de inicio (UTC).")
+    actualizada: str = Field(description="Fecha del último cambio (UTC).")
+    terminada: str | None = Field(description="Fecha de terminación (UTC), si terminó.")
+
+
+class EventoCadena(_Model):
+    fecha: str = Field(description="Momento del evento (UTC).")
+    tipo: str = Field(description="Tipo de evento (paso_iniciado, solicitud_enviada, respuesta_recibida, …).")
+    paso: str | None = Field(description="Paso de la cadena al que se refiere.")
+    detalle: dict[str, Any] = Field(description="Datos del evento (sin valores del contexto del trámite).")
+
+
+class LlamadaPaso(_Model):
+    paso: str = Field(description="Paso de la cadena que hizo la llamada.")
+    servicio: str | None = Field(description="Servicio llamado.")
+    entidad: str | None = Field(description="Entidad llamada.")
+    id_mensaje_solicitud: str | None = Field(description="idMensaje de la solicitud.")
+    id_mensaje_respuesta: str | None = Field(description="idMensaje de la respuesta, si llegó.")
+    enviada: str = Field(description="Momento del envío de la solicitud (UTC).")
+    respondida: str | None = Field(description="Momento de la respuesta o la falla (UTC).")
+    duracion_ms: float | None = Field(description="Milisegundos entre la solicitud y la respuesta.")
+    resultado: str = Field(description="respondida, falla o pendiente.")
+
+
+class CadenaDetalle(CadenaResumen):
+    resumen: str | None = Field(description="Resumen del resultado (solo para el rol operador).")
+    contexto: dict[str, Any] | None = Field(description="Datos del trámite (solo para el rol operador).")
+    historia: list[EventoCadena] = Field(description="Línea de tiempo de la instancia.")
+    llamadas: list[LlamadaPaso] = Field(description="Llamadas a servicios de cada paso, con su duración.")
+
+
+class Tarea(_Model):
+    id: int = Field(description="Número de la tarea.")
+    instancia: str = Field(description="idCadena de la instancia.")
+    paso: str = Field(description="Paso de la cadena.")
+    titulo: str = Field(description="Qué debe hacer el funcionario.")
+    entidad: str = Field(description="Entidad responsable de la tarea.")
+    campos: list[str] = Field(description="Campos que la tarea debe diligenciar.")
+    estado: str = Field(description="Estado de la tarea.")
+    creada: str = Field(description="Fecha de creación (UTC).")
+    vence: str | None = Field(description="Fecha de vencimiento (UTC).")
+
+
+class Salto(_Model):
+    id_mensaje: str = Field(description="idMensaje.")
+    salto: str = Field(description="Tramo del recorrido del mensaje por la plataforma.")
+    remitente: str = Field(description="Entidad de origen.")
+    destinatario: str = Field(description="Entidad de destino.")
+    servicio: str = Field(description="Servicio.")
+    recibido: str = Field(description="Momento de recepción en la plataforma (UTC).")
+    completado: str = Field(description="Momento en que terminó el tramo (UTC).")
+    duracion_ms: float = Field(description="Duración del tramo en milisegundos.")
+    tamano_bytes: int = Field(description="Tamaño del mensaje en bytes.")
+    resultado: str = Field(description="entregado, reenviado, rechazado o sin_respuesta.")
+    codigo_falla: str | None = Field(description="Código de la falla, si la hubo.")
+    intento: int = Field(description="Número de entrega del mensaje.")
+
+
+class PaginaMensajes(_Model):
+    total: int = Field(description="Tramos que cumplen el filtro.")
+    desplazamiento: int = Field(description="Tramos omitidos antes de esta página.")
+    limite: int = Field(description="Tamaño máximo de la página.")
+    mensajes: list[Salto] = Field(description="Tramos de esta página, del más reciente al más antiguo.")
+
+
+class RegistroLog(_Model):
+    numero: int = Field(description="Número de registro en el log encadenado.")
+    fecha: str = Field(description="Momento del registro (UTC).")
+    remitente: str = Field(description="Entidad de origen.")
+    destinatario: str = Field(description="Entidad de destino.")
+    servicio: str = Field(description="Servicio.")
+    tipo_mensaje: str = Field(description="Tipo de mensaje (solicitud, respuesta, evento, falla).")
+    resultado: str = Field(description="aceptado o rechazado por la plataforma.")
+    codigo_falla: str | None = Field(description="Código de la falla, si fue rechazado.")
+    resumen_sha256: str = Field(description="SHA-256 de los bytes del mensaje.")
+    tamano_bytes: int = Field(description="Tamaño del mensaje en bytes.")
+
+
+class MensajeDetalle(_Model):
+    id_mensaje: str = Field(description="idMensaje.")
+    id_cadena: str | None = Field(description="Instancia de cadena a la que pertenece, si se conoce.")
+    registros: list[RegistroLog] = Field(description="Registros del mensaje en el log encadenado.")
+    saltos: list[Salto] = Field(description="Registros operacionales del mensaje.")
+    cuerpo_visible: bool = Field(description="Verdadero si quien consulta puede ver el contenido.")
+    cuerpo: str | None = Field(description="El mensaje GEL-XML tal como se recibió (solo para sus partes).")
+
+
+class SaludServicio(_Model):
+    servicio: str = Field(description="Servicio.")
+    ultimo_exito: str | None = Field(description="Último tramo entregado (UTC).")
+    ultima_falla: str | None = Field(description="Último tramo rechazado o sin respuesta (UTC).")
+    conteos: dict[str, int] = Field(description="Tramos por resultado en la ventana.")
+    duracion_p50_ms: float | None = Field(description="Mediana de la duración en milisegundos.")
+    duracion_p95_ms: float | None = Field(description="Percentil 95 de la duración en milisegundos.")
+    duracion_max_ms: float | None = Field(description="Duración máxima en milisegundos.")
+
+
+class ActividadEntidad(_Model):
+    entidad: str = Field(description="Entidad.")
+    nombre: str | None = Field(description="Nombre de la entidad.")
+    ultima_actividad: str | None = Field(description="Último mensaje enviado o recibido (UTC).")
+
+
+class Salud(_Model):
+    desde: str = Field(description="Inicio de la ventana (UTC).")
+    hasta: str = Field(description="Fin de la ventana (UTC).")
+    servicios: list[SaludServicio] = Field(description="Salud de cada servicio en la ventana.")
+    entidades: list[ActividadEntidad] = Field(description="Última actividad de cada entidad.")
+
+
+class HechoTramite(_Model):
+    fecha: str = Field(description="Cuándo ocurrió (hora de Colombia).")
+    texto: str = Field(description="Qué ocurrió, en palabras sencillas.")
+
+
+class Seguimiento(_Model):
+    radicado: str = Field(description="Radicado del trámite.")
+    tramite: str = Field(description="Nombre del trámite.")
+    estado: str = Field(description="Estado actual del trámite, en palabras sencillas.")
+    entidades_a_cargo: list[str] = Field(description="Entidades que tienen el trámite en este momento.")
+    fecha_limite: str | None = Field(description="Fecha esperada de respuesta (hora de Colombia).")
+    hechos: list[HechoTramite] = Field(description="Lo que ha pasado con el trámite.")
+
+
+class Vida(_Model):
+    estado: str = Field(description="«ok» si la API está en funcionamiento.")

@@ -1,0 +1,66 @@
+"""Citizen tracking: a trámite in plain Spanish, found only with its radicado and the holder's document."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from broker.api.models import HechoTramite, Seguimiento
+from broker.api.queries import Stores, constant_time_equal
+
+__all__ = ["track"]
+
+COLOMBIA = ZoneInfo("America/Bogota")
+STATES = {
+    "en_curso": "En trámite",
+    "compensando": "En revisión por un inconveniente",
+    "completada": "Finalizado",
+    "fallida": "Finalizado sin poder completarse",
+}
+
+
+def _local(text: str | None) -> str | None:
+    if not text:
+        return None
+    return dt.datetime.fromisoformat(text).astimezone(COLOMBIA).strftime("%Y-%m-%d %H:%M")
+
+
+def _fact(stores: Stores, event: Mapping[str, Any]) -> str | None:
+    kind = event["kind"]
+    entity = stores.entity_name(str(event.get("entidad", ""))) if event.get("entidad") else "una entidad"
+    if kind == "paso_iniciado" and event.get("titulo"):
+        return f"Comenzó la etapa «{event['titulo']}»."
+    if kind == "solicitud_enviada":
+        return f"La plataforma pidió información a {entity}."
+    if kind == "respuesta_recibida":
+        return f"{entity} respondió."
+    if kind == "reintento_programado":
+        return f"{entity} no pudo responder; la plataforma lo intentará de nuevo."
+    if kind == "tarea_creada":
+        return "Un funcionario debe revisar su solicitud."
+    if kind == "cadena_terminada":
+        return "El trámite terminó."
+    return None
+
+
+def track(stores: Stores, radicado: str, document: str) -> Seguimiento | None:
+    """The trámite, or None both when the radicado is unknown and when the document does not match it."""
+    row = stores.orchestrator.get(radicado.strip())
+    expected = row.state.get("context", {}).get("numDocumento") if row is not None else None
+    if row is None or row.radicado != radicado.strip() or not isinstance(expected, str | int):
+        constant_time_equal(document, "0" * 12)
+        return None
+    if not constant_time_equal(document, str(expected)):
+        return None
+    definition = stores.definition(row)
+    facts = []
+    for event in stores.orchestrator.history(row.id):
+        text = _fact(stores, event)
+        if text is not None:
+            facts.append(HechoTramite(fecha=_local(event["at"]) or "", texto=text))
+    return Seguimiento(
+        radicado=row.radicado, tramite=definition.title if definition is not None else row.chain,
+        estado=STATES.get(row.status, row.status), entidades_a_cargo=[stores.entity_name(h) for h in row.holders],
+        fecha_limite=_local(row.due_at), hechos=facts)
