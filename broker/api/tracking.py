@@ -38,7 +38,7 @@ def _fact(stores: Stores, event: Mapping[str, Any]) -> str | None:
         return f"{entity} respondió."
     if kind == "reintento_programado":
         return f"{entity} no pudo responder; la plataforma lo intentará de nuevo."
-    if kind == "tarea_creada":
+    if kind == "tarea_abierta":
         return "Un funcionario debe revisar su solicitud."
     if kind == "cadena_terminada":
         return "El trámite terminó."

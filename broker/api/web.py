@@ -560,6 +560,8 @@ def describe(event: Mapping[str, Any], src: _Sources, index: Mapping[str, Step])
                     f"sigue {title(event.get('hacia'))}.")
         case "respuesta_ignorada":
             return "Llegó una respuesta que ya no se esperaba (no cambia el trámite)."
+        case "tarea_abierta":
+            return f"Se abrió la tarea {title(step)} para {entity}."
         case "tarea_completada":
             return f"Tarea {title(step)} completada por {event.get('por')}."
         case "evento_recibido":

@@ -34,7 +34,7 @@ EVENT_LABELS = {
     "cadena_iniciada": "Cadena iniciada", "paso_iniciado": "Paso iniciado", "solicitud_enviada": "Solicitud enviada",
     "respuesta_recibida": "Respuesta recibida", "falla": "Falla", "reintento_programado": "Reintento programado",
     "decision": "Decisión", "datos_calculados": "Datos calculados", "ramas_unidas": "Ramas unidas",
-    "ramas_abandonadas": "Ramas abandonadas", "tarea_completada": "Tarea completada",
+    "ramas_abandonadas": "Ramas abandonadas", "tarea_abierta": "Tarea abierta", "tarea_completada": "Tarea completada",
     "evento_recibido": "Evento recibido", "temporizador_cumplido": "Temporizador cumplido",
     "plazo_vencido": "Plazo vencido", "compensacion_iniciada": "Compensación iniciada",
     "compensacion_enviada": "Compensación enviada", "compensacion_hecha": "Compensación hecha",

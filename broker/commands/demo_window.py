@@ -159,8 +159,3 @@ def _timeline(node: OrchestratorNode, row: InstanceRow) -> None:
             say(f"     {event['step']:22} decisión → {event['siguiente']}", soft_wrap=True)
     say(f"     {row.summary or ''}", soft_wrap=True)
 
-
-def events_reached(side: LegacySide, subscribers: Sequence[str], sender: str) -> list[str]:
-    return [s for s in subscribers if s in side.received
-            and any(m.header.message_type is MessageType.EVENT and m.header.sender == sender
-                    for m in side.received[s])]

@@ -211,6 +211,7 @@ class _Run:
         token.holder = entity_of(step.task_entity, self.state.context)
         due = dt.datetime.fromisoformat(token.due) if token.due else None
         self.effects.append(OpenTask(token.id, ref, step.id, step.title, token.holder, step.task_fields, due))
+        self.note("tarea_abierta", step.id, titulo=step.title, entidad=token.holder)
 
     def enter_event(self, token: Token, step: Step) -> None:
         token.phase = "evento"
@@ -274,8 +275,7 @@ class _Run:
         token.attempt += 1
         token.phase = "esperando_respuesta"
         try:
-            payload = self.engine.payload(step.call, self.state.context)
-            recipient = recipient_of(step.call, self.state.context)
+            payload, recipient = self.engine.request(step.call, self.state.context)
         except (PayloadError, ExpressionError) as exc:
             self.note("solicitud_invalida", step.id, detalle=str(exc))
             self.fault(token, BAD_REQUEST, str(exc), retryable=False)
@@ -341,8 +341,7 @@ class _Run:
         token = self.new_token(step.id)
         token.phase = "compensando"
         try:
-            payload = self.engine.payload(step.compensate, self.state.context)
-            recipient = recipient_of(step.compensate, self.state.context)
+            payload, recipient = self.engine.request(step.compensate, self.state.context)
         except (PayloadError, ExpressionError) as exc:
             self.note("compensacion_fallida", step.id, detalle=str(exc))
             del self.state.tokens[token.id]
@@ -372,10 +371,6 @@ def entity_of(reference: str, context: Mapping[str, Any]) -> str:
     if not isinstance(value, str) or "/" not in value:
         raise ExpressionError(f"{reference!r} no dio un id de entidad (dio {value!r})")
     return value
-
-
-def recipient_of(call: CallSpec, context: Mapping[str, Any]) -> str:
-    return entity_of(call.to, context)
 
 
 def _namespace(payload: etree._Element) -> str:
@@ -412,12 +407,14 @@ class Engine:
             self._lists[definition.digest] = known
         return known
 
-    def payload(self, call: CallSpec, context: Mapping[str, Any]) -> etree._Element:
+    def request(self, call: CallSpec, context: Mapping[str, Any]) -> tuple[etree._Element, str]:
+        """The request payload for `context`, validated, and the entity it goes to."""
         service = self.registry.service(call.service.code, call.service.version)
         if service is None:
             raise PayloadError(f"el servicio {call.service} no está en el registro de esquemas")
-        return build_payload(service.root_tag(service.request_root), service.namespace, call.request, context,
-                             self.registry)
+        payload = build_payload(service.root_tag(service.request_root), service.namespace, call.request, context,
+                                self.registry)
+        return payload, entity_of(call.to, context)
 
     def start(self, definition: ChainDefinition, instance_id: str, radicado: str, inputs: Mapping[str, Any],
               now: dt.datetime) -> tuple[InstanceState, list[Effect]]:

@@ -286,7 +286,7 @@ def test_a_human_task_is_completed_only_by_its_entity_with_its_fields(tmp_path: 
     row = world.orchestrator.start("prueba", {"numDocumento": "1020304050"})
     (task,) = world.orchestrator.store.tasks(entity=ANLA)
     assert task.title == "Visita técnica al proyecto" and task.due_at is not None
-    assert world.row(row.id).holders == (ANLA,)
+    assert world.row(row.id).holders == (ANLA,) and "tarea_abierta" in world.kinds(row.id)
     with pytest.raises(GelFault) as refused:
         world.orchestrator.complete_task(task.id, {"resultadoVisita": "favorable"}, entity=SISBEN, official="x")
     assert refused.value.falla.code == FaultCode.CHAIN_TASK_FORBIDDEN
