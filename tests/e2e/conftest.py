@@ -8,21 +8,21 @@ import datetime as dt
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.engine import Connection
 
 from adapters.legacy.server import BackgroundServer, serve_background
 from broker.gateway.records import OperationalRecord, OperationalRecords
 from broker.gelxml import SchemaRegistry
 from broker.gelxml.faults import FaultCode, falla
 from broker.orchestrator.definition import load_library
-from broker.orchestrator.engine import Engine, InstanceState, Send
+from broker.orchestrator.engine import Engine, Send
 from broker.orchestrator.runtime import Orchestrator
 from broker.orchestrator.store import OrchestratorStore
+from broker.orchestrator.testing import ManualClock, RecordingDispatcher
 from broker.settings import Settings
 from broker.storage import open_engine
 from tests.conftest import ROOT, unavailable
@@ -31,28 +31,6 @@ CHROMIUM = Path(os.environ.get("GEL_CHROMIUM", "/usr/bin/chromium"))
 CHAIN = "vivienda-postulacion"
 CAJA = "CO/CCF/860007336"
 DOCUMENT = "1020304050"
-
-
-@dataclass
-class Outbox:
-    """A dispatcher that keeps what would be sent (no bus: the test answers for the entities)."""
-
-    sent: list[Send] = field(default_factory=list)
-
-    def send(self, connection: Connection, state: InstanceState, effect: Send) -> None:
-        self.sent.append(effect)
-
-    def committed(self) -> None:
-        pass
-
-
-
-@dataclass
-class Clock:
-    now: dt.datetime
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 @dataclass(frozen=True)
@@ -77,8 +55,8 @@ class Filler:
     """Moves real instances of the housing chain through the runtime, under a clock the test sets."""
 
     def __init__(self, settings: Settings, registry: SchemaRegistry) -> None:
-        self.outbox = Outbox()
-        self.clock = Clock(dt.datetime.now(dt.UTC))
+        self.outbox = RecordingDispatcher()
+        self.clock = ManualClock(dt.datetime.now(dt.UTC))
         store = OrchestratorStore(open_engine(settings.orchestrator_database_url))
         self.library = load_library(settings.chains_dir)
         self.orchestrator = Orchestrator(store, Engine(registry), self.library, self.outbox, clock=self.clock)

@@ -4,10 +4,8 @@ calling the Registraduría, one the Sisbén) and two messages across the gateway
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy.engine import Connection
 
 from broker.api.auth import create_token
 from broker.gateway.local import open_platform
@@ -15,9 +13,10 @@ from broker.gelxml import SchemaRegistry
 from broker.gelxml.envelope import read_header, reissue
 from broker.gelxml.parsing import parse_untrusted
 from broker.orchestrator.definition import definition_from_text
-from broker.orchestrator.engine import Engine, InstanceState, Send
+from broker.orchestrator.engine import Engine
 from broker.orchestrator.runtime import Orchestrator
 from broker.orchestrator.store import OrchestratorStore
+from broker.orchestrator.testing import RecordingDispatcher
 from broker.security.pki import DevPKI
 from broker.security.signing import sign_message
 from broker.settings import Settings
@@ -49,17 +48,6 @@ steps:
 """
 
 
-@dataclass
-class _Outbox:
-    sent: list[Send] = field(default_factory=list)
-
-    def send(self, connection: Connection, state: InstanceState, effect: Send) -> None:
-        self.sent.append(effect)
-
-    def committed(self) -> None:
-        return None
-
-
 @dataclass(frozen=True)
 class Populated:
     settings: Settings
@@ -81,7 +69,7 @@ def _chains(registry: SchemaRegistry, url: str) -> tuple[str, str, str, str]:
     sisben = definition_from_text(CHAIN.format(
         name="prueba-sisben", title="Consulta del Sisbén de prueba", prefix="PRB", service="consultarSisben",
         to=SISBEN, reply="sisbenEncontrado", reply_gel="svc:encontrado", extra=""), source="b.yaml")
-    outbox = _Outbox()
+    outbox = RecordingDispatcher()
     clock_time = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     orchestrator = Orchestrator(OrchestratorStore(open_engine(url)), Engine(registry),
                                 {identity.key: identity, sisben.key: sisben}, outbox, clock=lambda: clock_time)

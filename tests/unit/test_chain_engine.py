@@ -5,20 +5,20 @@ step kind."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import Connection
 
 from broker.gelxml import GelFault, SchemaRegistry
 from broker.gelxml.envelope import ServiceRef, payload_of
 from broker.gelxml.faults import FaultCode, falla
 from broker.gelxml.parsing import parse_untrusted
 from broker.orchestrator.definition import ChainDefinition, definition_from_text
-from broker.orchestrator.engine import Engine, InstanceState, Send
+from broker.orchestrator.engine import Engine, Send
 from broker.orchestrator.runtime import Orchestrator
 from broker.orchestrator.store import OrchestratorStore
+from broker.orchestrator.testing import ManualClock, RecordingDispatcher
 from broker.storage import open_engine
 from tests.conftest import SAMPLES
 
@@ -53,36 +53,10 @@ def indent(text: str, spaces: int) -> str:
 
 
 @dataclass
-class Outbox:
-    sent: list[Send] = field(default_factory=list)
-    commits: int = 0
-
-    def send(self, connection: Connection, state: InstanceState, effect: Send) -> None:
-        self.sent.append(effect)
-
-    def committed(self) -> None:
-        self.commits += 1
-
-    def last(self, step: str) -> Send:
-        return [s for s in self.sent if s.step == step][-1]
-
-
-@dataclass
-class Clock:
-    now: dt.datetime = dt.datetime(2026, 11, 23, 14, 0, tzinfo=dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += dt.timedelta(**delta)
-
-
-@dataclass
 class World:
     orchestrator: Orchestrator
-    outbox: Outbox
-    clock: Clock
+    outbox: RecordingDispatcher
+    clock: ManualClock
 
     def respond(self, send: Send, **values: object) -> None:
         assert self.orchestrator.on_reply(correlation=send.message_id, fault_reply=False, payload=None,
@@ -109,7 +83,7 @@ def chain(body: str, *, name: str = "prueba", version: int = 1, extra: str = "")
 
 
 def world_for(tmp_path: Path, registry: SchemaRegistry, *definitions: ChainDefinition) -> World:
-    outbox, clock = Outbox(), Clock()
+    outbox, clock = RecordingDispatcher(), ManualClock()
     store = OrchestratorStore(open_engine(f"sqlite:///{tmp_path / 'orq.db'}"))
     library = {d.key: d for d in definitions}
     return World(Orchestrator(store, Engine(registry), library, outbox, clock=clock), outbox, clock)
