@@ -88,18 +88,27 @@ def test_a_failed_cross_check_is_notified_without_waiting_for_scoring(scene: Cha
     pytest.fail("every refusal waited for scoring")
 
 
-def test_the_caja_got_its_radicado_and_each_step_was_asked_once(scene: ChainScene,
-                                                                 finished: dict[str, object]) -> None:
+def test_each_caja_got_its_radicados_and_each_step_was_asked_once(scene: ChainScene,
+                                                                   finished: dict[str, object]) -> None:
     store = scene.node.orchestrator.store
     for row in finished.values():
         sent = [e for e in store.history(row.id) if e["kind"] == "solicitud_enviada"]  # type: ignore[attr-defined]
         assert len({e["step"] for e in sent}) == len(sent)
-    assert scene.world.housing is not None
+    database = scene.settings.orchestrator_database_url.removeprefix("sqlite:///")
+    with closing(sqlite3.connect(database)) as connection:
+        rows = connection.execute("SELECT message_id, instance, step FROM chain_messages").fetchall()
+    recorded = {message: (instance, step) for message, instance, step in rows}
     folder = scene.world.folder / "almacenes"
     for name, service in (("registraduria", "verificarIdentidad"), ("snr", "consultarPropiedad"),
                           ("sisben", "consultarSisben"), ("fonvivienda", "asignarSubsidio")):
         received = inbox_requests(folder / f"{name}.db", service)
-        assert len(received) == len(set(received))
-    answers = [m for caja in CAJAS for m in scene.adapters["colsubsidio" if caja == CAJAS[0] else "compensar"]
-               .store.sent() if m.message_type == MessageType.RESPONSE.value]
+        steps = [recorded[m] for m in received]  # every request the provider got is one the orchestrator sent
+        assert received and len(set(steps)) == len(steps)
+    for caja, name in zip(CAJAS, ("colsubsidio", "compensar"), strict=True):
+        with closing(sqlite3.connect(folder / f"{name}.db")) as connection:
+            radicados = connection.execute("SELECT count(*) FROM adapter_inbox WHERE message_type = 'respuesta' "
+                                           "AND service LIKE 'radicarPostulacion %'").fetchone()[0]
+        assert radicados == sum(1 for r in finished.values() if r.started_by == caja)  # type: ignore[attr-defined]
+    answers = [m for name in ("colsubsidio", "compensar") for m in scene.adapters[name].store.sent()
+               if m.message_type == MessageType.RESPONSE.value]
     assert answers  # each caja answered the orchestrator's notificarResultado requests
