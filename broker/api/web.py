@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Depends, Request
@@ -28,14 +28,16 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from broker.api.auth import Principal, principal_from_token
+from broker.api.queries import Stores
 from broker.gateway.records import operational_records
 from broker.orchestrator import store as orchestrator_tables
 from broker.orchestrator.definition import ChainDefinition, Step, latest, load_library
 from broker.orchestrator.durations import Duration
 from broker.orchestrator.store import InstanceRow, OrchestratorStore
-from broker.security.entities import EntityRegistry, load_entities
+from broker.security.entities import EntityRegistry
 from broker.settings import Settings, get_settings
-from broker.storage import iso, open_engine
+from broker.storage import iso
 
 __all__ = ["COOKIE", "TokenCheck", "router", "token_checker"]
 
@@ -66,25 +68,12 @@ UNIT_NAMES = {"s": ("segundo", "segundos"), "m": ("minuto", "minutos"), "h": ("h
               "dh": ("día hábil", "días hábiles")}
 
 
-class Principal(Protocol):
-    @property
-    def role(self) -> str: ...
-
-    @property
-    def name(self) -> str: ...
-
-
 TokenCheck = Callable[[str, Settings], Principal | None]
 
 
-def token_checker() -> TokenCheck | None:
+def token_checker() -> TokenCheck:
     """The API's token check (a dependency, so tests and other deployments may override it)."""
-    try:
-        from broker.api.auth import principal_from_token
-    except ImportError:
-        return None
-    check: TokenCheck = principal_from_token
-    return check
+    return principal_from_token
 
 
 router = APIRouter(include_in_schema=False)
@@ -124,22 +113,23 @@ def _settings_of(request: Request) -> Settings:
 
 
 def sources(request: Request) -> _Sources:
-    """Stores opened once per app (and per settings object)."""
+    """The app's stores (opened once, shared with the JSON API) and the chain definitions."""
     settings = _settings_of(request)
     with _sources_lock:
         cached: _Sources | None = getattr(request.app.state, "web_sources", None)
         if cached is not None and cached.settings is settings:
             return cached
+        stores: Stores = request.app.state.stores
         try:
-            entities: EntityRegistry | None = load_entities(settings.entities_file)
+            entities: EntityRegistry | None = stores.entities
         except (OSError, ValueError):
             entities = None
         try:
             library = load_library(settings.chains_dir)
         except (OSError, ValueError):
             library = {}
-        made = _Sources(settings=settings, store=OrchestratorStore(open_engine(settings.orchestrator_database_url)),
-                        records=open_engine(settings.database_url), library=library, entities=entities)
+        made = _Sources(settings=settings, store=stores.orchestrator, records=stores.operational, library=library,
+                        entities=entities)
         request.app.state.web_sources = made
         return made
 
@@ -247,11 +237,11 @@ def _login_redirect(request: Request, reason: str) -> RedirectResponse:
     return response
 
 
-def _operator(request: Request, check: TokenCheck | None, settings: Settings) -> Principal | RedirectResponse:
+def _operator(request: Request, check: TokenCheck, settings: Settings) -> Principal | RedirectResponse:
     token = request.cookies.get(COOKIE)
     if not token:
         return _login_redirect(request, "sesion")
-    principal = check(token, settings) if check is not None else None
+    principal = check(token, settings)
     if principal is None:
         return _login_redirect(request, "vencida")
     if principal.role != "operador":
@@ -282,7 +272,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 @router.post("/tablero/ingreso", response_class=HTMLResponse)
-async def login(request: Request, check: TokenCheck | None = Depends(token_checker)) -> Response:
+async def login(request: Request, check: TokenCheck = Depends(token_checker)) -> Response:
     form = await _form(request)
     token, target = form.get("token", "").strip(), _safe_next(form.get("siguiente"))
     settings = _settings_of(request)
@@ -444,7 +434,7 @@ def chart(bars: Sequence[HourBar]) -> Chart:
 
 
 @router.get("/tablero", response_class=HTMLResponse)
-def dashboard(request: Request, check: TokenCheck | None = Depends(token_checker)) -> Response:
+def dashboard(request: Request, check: TokenCheck = Depends(token_checker)) -> Response:
     src = sources(request)
     principal = _operator(request, check, src.settings)
     if isinstance(principal, RedirectResponse):
@@ -501,7 +491,7 @@ def flow(src: _Sources, definition: ChainDefinition, rows: Sequence[InstanceRow]
 
 @router.get("/tablero/cadenas/{cadena}", response_class=HTMLResponse)
 def chain_page(cadena: str, request: Request, estado: str | None = None,
-               check: TokenCheck | None = Depends(token_checker)) -> Response:
+               check: TokenCheck = Depends(token_checker)) -> Response:
     src = sources(request)
     principal = _operator(request, check, src.settings)
     if isinstance(principal, RedirectResponse):
@@ -620,7 +610,7 @@ def step_deadlines(row: InstanceRow, index: Mapping[str, Step], src: _Sources,
 
 
 @router.get("/tablero/casos/{radicado}", response_class=HTMLResponse)
-def case_page(radicado: str, request: Request, check: TokenCheck | None = Depends(token_checker)) -> Response:
+def case_page(radicado: str, request: Request, check: TokenCheck = Depends(token_checker)) -> Response:
     src = sources(request)
     principal = _operator(request, check, src.settings)
     if isinstance(principal, RedirectResponse):

@@ -187,8 +187,8 @@ def screenshots() -> Path:
 @pytest.fixture(scope="session")
 def site(tmp_path_factory: pytest.TempPathFactory, registry: SchemaRegistry, chromium: Path,
          screenshots: Path) -> Iterator[Site]:
+    from broker.api.app import create_app
     from broker.api.auth import create_token
-    from broker.api.web import router as web_router
 
     folder = tmp_path_factory.mktemp("tablero")
     settings = Settings(database_url=f"sqlite:///{folder / 'gel.db'}",
@@ -198,28 +198,12 @@ def site(tmp_path_factory: pytest.TempPathFactory, registry: SchemaRegistry, chr
     entity = create_token(settings.api_tokens_file, role="entidad", entity="CO/GOB/899999040", name="Registraduría")
     cases = fill_cases(settings, registry)
     fill_records(settings)
-    app = _app(settings, web_router)
+    app = create_app(settings)
     server: BackgroundServer = serve_background(app, name="tablero")
     try:
         yield Site(url=server.url, operator_token=operator, entity_token=entity, cases=cases, screenshots=screenshots)
     finally:
         server.stop()
-
-
-def _app(settings: Settings, web_router: Any) -> Any:
-    """The platform's app when it can be built, with the dashboard's router if it does not include it yet."""
-    try:
-        from broker.api.app import create_app
-    except ImportError:
-        from fastapi import FastAPI
-
-        app = FastAPI()
-        app.state.settings = settings
-    else:
-        app = create_app(settings)
-    if not any(getattr(route, "path", None) == "/tablero" for route in app.routes):
-        app.include_router(web_router)
-    return app
 
 
 @pytest.fixture(scope="session")
