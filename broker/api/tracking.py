@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 
 from broker.api.models import HechoTramite, Seguimiento
 from broker.api.queries import Stores, constant_time_equal
+from broker.orchestrator.store import InstanceRow, OrchestratorStore
 
-__all__ = ["track"]
+__all__ = ["find_case", "track"]
 
 COLOMBIA = ZoneInfo("America/Bogota")
 STATES = {
@@ -45,14 +46,26 @@ def _fact(stores: Stores, event: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _document(value: object) -> str:
+    """A document number as people write it: with or without dots, spaces and dashes."""
+    return "".join(ch for ch in str(value or "") if ch not in ". -").upper()
+
+
+def find_case(store: OrchestratorStore, radicado: str, document: str) -> InstanceRow | None:
+    """The one place that decides whether a citizen may see a case: its radicado (never its internal id) and
+    the document of its holder, compared in constant time. None whether the radicado is unknown or the document
+    does not match, so neither can be probed."""
+    wanted = radicado.strip().upper()
+    row = store.get(wanted) if wanted else None
+    expected = _document(row.state.get("context", {}).get("numDocumento")) if row is not None else ""
+    matches = constant_time_equal(_document(document), expected or "0" * 12)
+    return row if row is not None and row.radicado == wanted and expected and matches else None
+
+
 def track(stores: Stores, radicado: str, document: str) -> Seguimiento | None:
     """The trámite, or None both when the radicado is unknown and when the document does not match it."""
-    row = stores.orchestrator.get(radicado.strip())
-    expected = row.state.get("context", {}).get("numDocumento") if row is not None else None
-    if row is None or row.radicado != radicado.strip() or not isinstance(expected, str | int):
-        constant_time_equal(document, "0" * 12)
-        return None
-    if not constant_time_equal(document, str(expected)):
+    row = find_case(stores.orchestrator, radicado, document)
+    if row is None:
         return None
     definition = stores.definition(row)
     facts = []

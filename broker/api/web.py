@@ -10,7 +10,6 @@ every request with `broker.api.auth.principal_from_token`.
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import statistics
 import threading
 import time
@@ -30,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from broker.api.auth import Principal, principal_from_token
 from broker.api.queries import Stores
+from broker.api.tracking import find_case
 from broker.gateway.records import operational_records
 from broker.orchestrator import store as orchestrator_tables
 from broker.orchestrator.definition import ChainDefinition, Step, latest, load_library
@@ -640,10 +640,6 @@ NOT_FOUND = ("No encontramos un trámite con esos datos. Revise el número de ra
 TOO_MANY = "Hizo demasiadas consultas sin resultado. Espere unos minutos e intente de nuevo."
 
 
-def _document(value: Any) -> str:
-    return "".join(ch for ch in str(value or "") if ch not in ". -").upper()
-
-
 def _too_many(src: _Sources, client: str, *, failed: bool = False) -> bool:
     moment = time.monotonic()
     with src.lock:
@@ -689,14 +685,12 @@ async def tracking(request: Request) -> HTMLResponse:
     src = sources(request)
     form = await _form(request)
     radicado = form.get("radicado", "").strip().upper()[:40]
-    document = _document(form.get("documento", ""))[:40]
+    document = form.get("documento", "")[:40]
     client = request.client.host if request.client else "desconocido"
     if _too_many(src, client):
         return _page("seguimiento.html", status_code=429, radicado=radicado, resultado=None, error=TOO_MANY)
-    row = src.store.get(radicado) if radicado and document else None
-    expected = _document(row.state.get("context", {}).get("numDocumento")) if row is not None else ""
-    if row is None or row.radicado != radicado or not expected or not hmac.compare_digest(
-            expected.encode(), document.encode()):
+    row = find_case(src.store, radicado, document)
+    if row is None:
         _too_many(src, client, failed=True)
         return _page("seguimiento.html", status_code=404, radicado=radicado, resultado=None, error=NOT_FOUND)
     return _page("seguimiento.html", radicado=radicado, resultado=citizen_view(src, row, _now()), error=None)
