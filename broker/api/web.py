@@ -34,6 +34,7 @@ from broker.gateway.records import operational_records
 from broker.orchestrator import store as orchestrator_tables
 from broker.orchestrator.definition import ChainDefinition, Step, latest, load_library
 from broker.orchestrator.durations import Duration
+from broker.orchestrator.engine import STATUS_NAMES
 from broker.orchestrator.store import InstanceRow, OrchestratorStore
 from broker.security.entities import EntityRegistry
 from broker.settings import Settings, get_settings
@@ -59,8 +60,6 @@ _SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 
-STATUS_NAMES = {"en_curso": "En curso", "compensando": "Revirtiendo pasos", "completada": "Completada",
-                "fallida": "Fallida"}
 KIND_NAMES = {"call": "Consulta a una entidad", "parallel": "Verificaciones en paralelo", "choice": "Decisión",
               "set": "Cálculo", "task": "Tarea de un funcionario", "event": "Espera de un aviso",
               "wait": "Espera", "end": "Fin del trámite"}

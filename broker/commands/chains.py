@@ -19,6 +19,7 @@ from rich.table import Table
 from broker.commands.output import console, fail, print_json
 from broker.commands.simulate import simulate_command
 from broker.gelxml import GelFault
+from broker.orchestrator.engine import STATUS_NAMES
 from broker.orchestrator.store import OrchestratorStore
 from broker.settings import get_settings
 
@@ -28,8 +29,6 @@ app.command("simulate")(simulate_command)
 tasks_app = typer.Typer(help="Tareas humanas de las cadenas (p. ej. la visita técnica de la autoridad ambiental).",
                         no_args_is_help=True)
 
-STATUS_LABELS = {"en_curso": "en curso", "compensando": "compensando", "completada": "completada",
-                 "fallida": "fallida"}
 EVENT_LABELS = {
     "cadena_iniciada": "Cadena iniciada", "paso_iniciado": "Paso iniciado", "solicitud_enviada": "Solicitud enviada",
     "respuesta_recibida": "Respuesta recibida", "falla": "Falla", "reintento_programado": "Reintento programado",
@@ -146,7 +145,7 @@ def start(
         print_json({"idCadena": row.id, "radicado": row.radicado, "estado": row.status})
         return
     console.print(f"Cadena {chain} iniciada: radicado [bold]{row.radicado}[/] (id {row.id}), "
-                  f"estado {STATUS_LABELS.get(row.status, row.status)}. Sus solicitudes quedan en la bandeja de "
+                  f"estado {STATUS_NAMES.get(row.status, row.status).lower()}. Sus solicitudes quedan en la bandeja de "
                   "salida del orquestador hasta que gel orchestrator las publique; siga el trámite con "
                   f"gel chains status {row.radicado}.", soft_wrap=True)
 
@@ -169,7 +168,7 @@ def status(key: Annotated[str, typer.Argument(help="Id de la instancia o radicad
                     "historia": history, "tareas": [t.id for t in open_tasks]})
         return
     late = " [red](plazo vencido)[/]" if row.late else ""
-    console.print(f"[bold]{row.radicado}[/] — {row.chain} v{row.version} — {STATUS_LABELS.get(row.status, row.status)}"
+    console.print(f"[bold]{row.radicado}[/] — {row.chain} v{row.version} — {STATUS_NAMES.get(row.status, row.status)}"
                   f"{late}", soft_wrap=True)
     if row.outcome:
         console.print(f"Resultado: {row.outcome}. {row.summary or ''}", soft_wrap=True)
@@ -209,7 +208,7 @@ def list_instances(
     for column in ("Radicado", "Cadena", "Estado", "Resultado", "En manos de", "Plazo", "Iniciada"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r.radicado, f"{r.chain} v{r.version}", STATUS_LABELS.get(r.status, r.status), r.outcome or "",
+        table.add_row(r.radicado, f"{r.chain} v{r.version}", STATUS_NAMES.get(r.status, r.status), r.outcome or "",
                       ", ".join(r.holders), ("[red]vencido[/]" if r.late else _when(r.due_at)), _when(r.started_at))
     console.print(table)
 

@@ -27,11 +27,14 @@ from broker.orchestrator.expressions import ExpressionError, compile_expression
 from broker.orchestrator.payloads import PayloadError, build_payload, capture, read_fault
 
 __all__ = [
-    "Effect", "Engine", "Finish", "History", "InstanceState", "OpenTask", "Schedule", "Send", "Token",
+    "STATUS_NAMES", "Effect", "Engine", "Finish", "History", "InstanceState", "OpenTask", "Schedule", "Send", "Token",
 ]
 
 RUNNING = "en_curso"
 COMPENSATING = "compensando"
+STATUS_NAMES = {RUNNING: "En curso", COMPENSATING: "Revirtiendo pasos", "completada": "Completada",
+                "fallida": "Fallida"}
+"""How operators read an instance's status (the CLI and the dashboard)."""
 STEP_TIMEOUT = "GEL-CHAIN-STEP_TIMEOUT"
 BAD_REQUEST = "GEL-CHAIN-REQUEST"
 BAD_DATA = "GEL-CHAIN-EXPRESSION"

@@ -306,10 +306,6 @@ class OrchestratorStore:
                                       .order_by(timers.c.due_at, timers.c.id).limit(limit)).all()
         return [TimerRow(r.id, r.instance, r.token, r.kind, r.ref, r.due_at) for r in rows]
 
-    def next_timer(self) -> str | None:
-        with self.engine.connect() as connection:
-            return connection.execute(select(func.min(timers.c.due_at)).where(timers.c.fired_at.is_(None))).scalar()
-
     def claim_timer(self, connection: Connection, timer_id: int, now: dt.datetime) -> bool:
         return bool(connection.execute(update(timers).where(and_(timers.c.id == timer_id, timers.c.fired_at.is_(None)))
                                        .values(fired_at=iso(now))).rowcount)
