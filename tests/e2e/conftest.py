@@ -151,12 +151,13 @@ def fill_cases(settings: Settings, registry: SchemaRegistry) -> Cases:
 
 def fill_records(settings: Settings) -> None:
     records = OperationalRecords(settings.database_url)
-    now = dt.datetime.now(dt.UTC)
+    this_hour = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
     plan = [(1, 14, 1, 0), (2, 22, 2, 1), (3, 9, 0, 0), (5, 30, 3, 2)]  # hours ago, delivered, rejected, unanswered
     for hours_ago, delivered, rejected, unanswered in plan:
         outcomes = ["entregado"] * delivered + ["rechazado"] * rejected + ["sin_respuesta"] * unanswered
         for number, outcome in enumerate(outcomes):
-            done = now - dt.timedelta(hours=hours_ago, minutes=number % 50)
+            # every record of a group inside one clock hour, whatever the minute the test runs at
+            done = this_hour - dt.timedelta(hours=hours_ago) + dt.timedelta(minutes=5 + number % 50)
             records.add(OperationalRecord(
                 message_id=str(uuid.uuid4()), hop="entrega", sender="CO/PLAT/900000002", recipient="CO/GOB/899999040",
                 service="CO/GOB/899999040/verificarIdentidad/1.0", received_at=done - dt.timedelta(milliseconds=80),
