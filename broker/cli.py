@@ -7,7 +7,20 @@ import sys
 
 import typer
 
-from broker.commands import adapter, certs, chains, demo, gateway, log, schemas, serve, signing, topology, validate
+from broker.commands import (
+    adapter,
+    catalog,
+    certs,
+    chains,
+    demo,
+    gateway,
+    log,
+    schemas,
+    serve,
+    signing,
+    topology,
+    validate,
+)
 from broker.commands.output import err_console, print_json
 from broker.gelxml.registry import SchemaCompileError
 from broker.logs import configure_logging
@@ -25,6 +38,7 @@ app.command("sign")(signing.sign)
 app.command("stamp")(signing.stamp)
 app.command("verify")(signing.verify)
 app.add_typer(schemas.app, name="schemas")
+app.add_typer(catalog.app, name="catalog")
 app.add_typer(certs.app, name="certs")
 app.add_typer(log.app, name="log")
 app.add_typer(topology.app, name="topology")

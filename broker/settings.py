@@ -43,7 +43,15 @@ class Settings(BaseSettings):
     )
     catalog_file: Path = Field(
         default=PROJECT_ROOT / "deploy" / "catalog.yaml",
-        description="Service catalog: providers, callers and status of every service version.",
+        description="Seed of the service catalog (providers, callers, status of every service version): the "
+        "catalog store adds the versions it does not have yet; afterwards use `gel catalog` or the API.",
+    )
+    published_schemas_dir: Path = Field(
+        default=PROJECT_ROOT / "var" / "esquemas-publicados",
+        description="Where each process lays out the schemas published through the catalog, to compile them.",
+    )
+    catalog_refresh_seconds: float = Field(
+        default=2.0, gt=0, description="How often a running gateway checks the catalog store for changes.",
     )
     chains_dir: Path = Field(default=PROJECT_ROOT / "chains", description="Folder of the chain definitions (YAML).")
     orchestrator_database_url: str = Field(

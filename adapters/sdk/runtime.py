@@ -50,6 +50,7 @@ from broker.transport.topology import INGRESS_EXCHANGE, entity_key, entity_queue
 __all__ = ["Adapter", "Handler", "HandlerContext", "Incoming", "RetryPolicy"]
 
 HEADER_TIMESTAMP = "x-gel-sello"
+HEADER_NOTICE = "x-gel-aviso"
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +195,9 @@ class Adapter:
             self.transport.nack(delivery, requeue=False)  # parked on the dead-letter queue, with x-death
             return
         header = incoming.header
+        if delivery.headers.get(HEADER_NOTICE):
+            self.log.warning("adapter.deprecated_service", message_id=header.message_id, service=str(header.service),
+                             aviso=str(delivery.headers[HEADER_NOTICE]))
         seen = self.store.receive(message_id=header.message_id, message_type=header.message_type.value,
                                   sender=header.sender, service=str(header.service))
         if seen in (InboxState.DONE, InboxState.FAILED):

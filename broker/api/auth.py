@@ -1,8 +1,9 @@
 """Bearer tokens for the API: roles, the token file (SHA-256 hashes only) and the FastAPI dependencies.
 
 Roles: `operador` sees everything; `entidad` is bound to one entity and sees what it takes part in (bodies
-only of messages it sent or received); `publicador` is reserved for the catalog; without a token only the
-citizen tracking and the liveness probe answer.
+only of messages it sent or received); `publicador` is bound to one entity and publishes and manages that
+entity's services in the catalog (every role may read the catalog); without a token only the citizen
+tracking and the liveness probe answer.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
 
 OPERATOR, ENTITY, PUBLISHER = "operador", "entidad", "publicador"
 ROLES = (OPERATOR, ENTITY, PUBLISHER)
+_BOUND = (ENTITY, PUBLISHER)
 _bearer = HTTPBearer(auto_error=False, description="Token de acceso emitido con `gel api token-crear`.")
 
 
@@ -93,7 +95,7 @@ def principal_from_token(token: str, settings: Settings) -> Principal | None:
     if entry is None or entry.get("rol") not in ROLES:
         return None
     entity = entry.get("entidad")
-    if entry["rol"] == ENTITY and not entity:
+    if entry["rol"] in _BOUND and not entity:
         return None
     return Principal(role=str(entry["rol"]), entity=str(entity) if entity else None, name=str(entry.get("nombre", "")))
 
@@ -102,11 +104,11 @@ def create_token(path: Path, *, role: str, entity: str | None, name: str) -> str
     """Add a token to the file (created with mode 0600) and return it; only its hash is stored."""
     if role not in ROLES:
         raise TokenFileError(f"rol desconocido {role!r}: use uno de {', '.join(ROLES)}")
-    if role == ENTITY and not entity:
-        raise TokenFileError("un token del rol entidad necesita el id de la entidad (--entidad)")
+    if role in _BOUND and not entity:
+        raise TokenFileError(f"un token del rol {role} necesita el id de la entidad (--entidad)")
     token = secrets.token_urlsafe(32)
     tokens = _read(path)
-    tokens[hash_token(token)] = {"rol": role, "entidad": entity if role == ENTITY else None, "nombre": name}
+    tokens[hash_token(token)] = {"rol": role, "entidad": entity if role in _BOUND else None, "nombre": name}
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -143,5 +145,20 @@ def require_operator(principal: Annotated[Principal, Depends(require_principal)]
     return principal
 
 
+def require_any_role(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+    """Any valid token: the catalog is readable by operators, entities and publishers."""
+    if principal is None:
+        raise unauthenticated()
+    return principal
+
+
+def require_catalog_manager(principal: Annotated[Principal, Depends(require_any_role)]) -> Principal:
+    if principal.role not in (OPERATOR, PUBLISHER):
+        raise forbidden("Solo los roles publicador y operador pueden cambiar el catálogo.")
+    return principal
+
+
 Viewer = Annotated[Principal, Depends(require_principal)]
+CatalogReader = Annotated[Principal, Depends(require_any_role)]
+CatalogManagerRole = Annotated[Principal, Depends(require_catalog_manager)]
 Operator = Annotated[Principal, Depends(require_operator)]

@@ -20,9 +20,10 @@ import yaml
 from broker.gelxml.envelope import Header, MessageType
 from broker.gelxml.faults import FaultCode, Location, fault
 
-__all__ = ["Catalog", "RequestLookup", "ServiceEntry", "ServiceStatus", "load_catalog"]
+__all__ = ["DEPRECATED_NOTICE", "Catalog", "RequestLookup", "ServiceEntry", "ServiceStatus", "load_catalog"]
 
 _SERVICE_PATH = Location(xpath="/mensaje/encabezado/servicio")
+DEPRECATED_NOTICE = "GEL-AUTHZ-DEPRECATED"
 
 
 class ServiceStatus(StrEnum):
@@ -63,6 +64,17 @@ class Catalog:
 
     def get(self, code: str, version: str) -> ServiceEntry | None:
         return self.entries.get((code, version))
+
+    def notice(self, header: Header) -> str | None:
+        """The warning a message of a deprecated (`obsoleto`) service version carries to its recipient, so both
+        the provider (on the request) and the caller (on the reply) learn that they must migrate."""
+        entry = self.get(header.service.code, header.service.version)
+        if entry is None or entry.status is not ServiceStatus.DEPRECATED:
+            return None
+        active = ", ".join(sorted(e.version for e in self.entries.values()
+                                  if e.code == entry.code and e.status is ServiceStatus.ACTIVE)) or "ninguna aún"
+        return (f"{DEPRECATED_NOTICE}: el servicio {entry.code} versión {entry.version} está obsoleto y será "
+                f"retirado; migre a una versión activa ({active}).")
 
     def recipients(self, header: Header, *, platform_id: str | None) -> tuple[str, ...]:
         """Where an authorised message goes: its recipient, or every subscriber of an event sent to the platform."""

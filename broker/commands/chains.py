@@ -95,8 +95,7 @@ def lint(
     """Revisa definiciones de cadena antes de ponerlas en marcha: servicios y versiones que no existen o que
     el catálogo no autoriza, rutas GEL-XML que no están en el esquema, pasos inalcanzables o saltos a otra
     rama, campos del contexto que nada define, pasos con efectos sin compensación. Sale con 1 si hay errores."""
-    from broker.catalog.access import load_catalog
-    from broker.gelxml import load_registry
+    from broker.catalog.live import open_catalog
     from broker.gelxml.lint import Severity
     from broker.orchestrator.lint import lint_file
 
@@ -105,7 +104,10 @@ def lint(
              for p in (sorted(path.rglob("*.yaml")) if path.is_dir() else [path])]
     if not files:
         fail("GEL-CHAIN-LINT-NO_FILES", f"no hay definiciones de cadena en {', '.join(map(str, paths or []))}")
-    registry, catalog = load_registry(settings.schemas_dir), load_catalog(settings.catalog_file)
+    live = open_catalog(settings)
+    snapshot = live.current()
+    live.store.close()
+    registry, catalog = snapshot.registry, snapshot.catalog
     report = {str(path): lint_file(path, registry=registry, catalog=catalog) for path in files}
     errors = sum(1 for found in report.values() for f in found if f.severity == Severity.ERROR)
     if as_json:

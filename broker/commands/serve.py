@@ -31,8 +31,9 @@ def serve(
 def token_crear(
     rol: Annotated[str, typer.Option("--rol", help="Rol del token: operador, entidad o publicador.")],
     nombre: Annotated[str, typer.Option("--nombre", help="A quién se entrega el token (persona o sistema).")],
-    entidad: Annotated[str | None, typer.Option("--entidad", help="Id de la entidad (obligatorio con el rol "
-                                                                  "entidad), p. ej. CO/GOB/899999040.")] = None,
+    entidad: Annotated[str | None, typer.Option(
+        "--entidad", help="Id de la entidad (obligatorio con los roles entidad y publicador), p. ej. CO/GOB/899999040.",
+    )] = None,
 ) -> None:
     """Crea un token de acceso a la API y lo muestra una sola vez; el archivo guarda solo su resumen SHA-256."""
     from broker.api.auth import TokenFileError, create_token

@@ -32,7 +32,7 @@ from broker.gateway.pipeline import Admitted, Duplicate, Pipeline, Rejected
 from broker.gateway.records import OperationalRecord, OperationalRecords
 from broker.gelxml import Falla, GelFault, ServiceRef
 from broker.gelxml.envelope import Header, MessageType, build_message, new_header, read_header, serialize
-from broker.gelxml.faults import FaultCode, fault
+from broker.gelxml.faults import FaultCode, Stage, fault
 from broker.gelxml.parsing import parse_untrusted
 from broker.logs import get_logger
 from broker.security.message_log import LogRecord
@@ -41,12 +41,13 @@ from broker.security.signing import sign_element
 from broker.transport.abc import Consumer, Delivery, OutgoingMessage, PublishError, Transport, TransportError
 from broker.transport.topology import DEAD_LETTER_EXCHANGE, DELIVER_EXCHANGE, INGRESS_QUEUE, entity_key
 
-__all__ = ["HEADER_TIMESTAMP", "Gateway", "Routed", "fault_message"]
+__all__ = ["HEADER_NOTICE", "HEADER_TIMESTAMP", "Gateway", "Routed", "fault_message"]
 
 HEADER_TIMESTAMP = "x-gel-sello"
 HEADER_RECORD = "x-gel-registro"
 HEADER_REASON = "x-gel-motivo"
 HEADER_ATTEMPTS = "x-gel-intentos"
+HEADER_NOTICE = "x-gel-aviso"
 PLATFORM_SERVICE = ServiceRef("plataforma", "1.0")
 ANONYMOUS = "un usuario sin identificar (falta la propiedad user_id)"
 TRANSIENT = (TransportError, SQLAlchemyError, OSError, TimeoutError)
@@ -74,6 +75,11 @@ def _header_of(data: bytes) -> Header | None:
         return None
 
 
+def _known(header: Header | None) -> dict[str, Any]:
+    """What a log line says about a message whose envelope could be read (idCadena, remitente)."""
+    return {"chain_id": header.chain_id, "entity": header.sender} if header is not None else {}
+
+
 @dataclass(frozen=True, slots=True)
 class Routed:
     """What the gateway did with one delivery (for tests, operational records and the demo)."""
@@ -89,6 +95,9 @@ class Routed:
     elapsed_ms: float
     size_bytes: int
     attempt: int
+    chain_id: str | None = None
+    stage: str = Stage.ROUTE.value
+    """The pipeline stage that refused the message, or `enrutamiento` when it was routed."""
 
 
 class Gateway:
@@ -168,8 +177,9 @@ class Gateway:
             except (*TRANSIENT, PublishError):
                 self.deadlines.release(pending.message_id)
                 raise
-            log.warning("gateway.reply_timeout", message_id=pending.message_id, recipient=pending.recipient,
-                        caller=pending.sender, seconds=pending.within_seconds)
+            log.warning("gateway.reply_timeout", message_id=pending.message_id, chain_id=pending.chain_id,
+                        entity=pending.sender, recipient=pending.recipient, caller=pending.sender,
+                        seconds=pending.within_seconds)
             if self.records is not None:
                 now_utc = dt.datetime.now(dt.UTC)
                 self.records.add(OperationalRecord(
@@ -187,24 +197,31 @@ class Gateway:
         except TRANSIENT as exc:
             self._retry(delivery, f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a bug must not lose the message: park it with its reason
-            log.exception("gateway.unexpected", message_id=delivery.message_id)
+            log.exception("gateway.unexpected", message_id=delivery.message_id, **_known(_header_of(delivery.body)))
             self._dead_letter(delivery, f"error interno {type(exc).__name__}: {exc}")
 
     def _process(self, delivery: Delivery, started: _Clock) -> None:
         previous = self._already_admitted(delivery)
         if previous is not None:
             record, header = previous
-            self._route(delivery, record, self.pipeline.recipients_of(header), started, outcome="reenviado")
+            self._route(delivery, record, self.pipeline.recipients_of(header), started, outcome="reenviado",
+                        chain_id=header.chain_id)
             return
         routing = {"cola": delivery.queue, "usuarioAmqp": delivery.user_id or "",
                    "intento": str(delivery.delivery_count)}
         outcome = self.pipeline.admit(delivery.body, transport_user=delivery.user_id or ANONYMOUS, routing=routing)
         if isinstance(outcome, Admitted):
-            self._track_replies(outcome.verified.header)
+            header = outcome.verified.header
+            self._track_replies(header)
+            if outcome.notice is not None:
+                log.warning("gateway.deprecated_service", message_id=header.message_id, chain_id=header.chain_id,
+                            entity=header.sender, recipient=header.recipient, service=str(header.service))
             self._route(delivery, outcome.record, outcome.recipients, started,
-                        correlation_id=outcome.verified.header.correlation_id)
+                        correlation_id=header.correlation_id, chain_id=header.chain_id, notice=outcome.notice)
         elif isinstance(outcome, Duplicate):
-            self._route(delivery, outcome.record, outcome.recipients, started, outcome="reenviado")
+            copy = _header_of(delivery.body)
+            self._route(delivery, outcome.record, outcome.recipients, started, outcome="reenviado",
+                        chain_id=copy.chain_id if copy else None)
         else:
             self._refuse(delivery, outcome, started)
 
@@ -220,9 +237,12 @@ class Gateway:
         return None
 
     def _route(self, delivery: Delivery, record: LogRecord, recipients: tuple[str, ...], started: _Clock, *,
-               correlation_id: str | None = None, outcome: str = "entregado") -> None:
+               correlation_id: str | None = None, outcome: str = "entregado", chain_id: str | None = None,
+               notice: str | None = None) -> None:
         """Publish the sender's exact bytes to each recipient's queue (several for an event's subscribers)."""
         headers: dict[str, Any] = {HEADER_RECORD: record.seq}
+        if notice is not None:
+            headers[HEADER_NOTICE] = notice
         if record.token is not None:
             headers[HEADER_TIMESTAMP] = base64.b64encode(record.token).decode("ascii")
         futures = [self.transport.publish(OutgoingMessage(
@@ -231,13 +251,15 @@ class Gateway:
         )) for recipient in recipients]
         self._settle_when_confirmed(futures, delivery, [started.routed(
             outcome, delivery, message_id=record.message_id, sender=record.sender, recipient=recipient,
-            service=record.service, fault_code=None, record=record.seq) for recipient in recipients], started)
+            service=record.service, fault_code=None, record=record.seq, chain_id=chain_id)
+            for recipient in recipients], started)
 
     def _refuse(self, delivery: Delivery, rejected: Rejected, started: _Clock) -> None:
         original = _header_of(delivery.body)
         recipient = delivery.user_id or (original.sender if original else "")
         if not recipient:
-            self._dead_letter(delivery, f"{rejected.falla.code}: mensaje ilegible sin remitente identificable")
+            self._dead_letter(delivery, f"{rejected.falla.code}: mensaje ilegible sin remitente identificable",
+                              stage=rejected.falla.stage.value)
             return
         body = fault_message(rejected.falla, original=original, recipient=recipient, credential=self.credential,
                              sender=self.platform_id)
@@ -251,7 +273,8 @@ class Gateway:
             "rechazado", delivery, message_id=original.message_id if original else "",
             sender=original.sender if original else recipient, recipient=self.platform_id,
             service=str(original.service) if original else "", fault_code=str(rejected.falla.code),
-            record=rejected.record.seq)], started)
+            record=rejected.record.seq, chain_id=original.chain_id if original else None,
+            stage=rejected.falla.stage.value)], started)
 
     def _settle_when_confirmed(self, futures: list[Future[None]], delivery: Delivery, routed: list[Routed],
                                started: _Clock) -> None:
@@ -282,9 +305,9 @@ class Gateway:
     def _after_routed(self, routed: list[Routed]) -> None:
         """Logging, operational records and the hook, off the transport's IO thread."""
         for item in routed:
-            log.info("gateway.routed", message_id=item.message_id, entity=item.sender, recipient=item.recipient,
-                     service=item.service, stage="enrutamiento", outcome=item.outcome, fault=item.fault_code,
-                     record=item.record, ms=item.elapsed_ms)
+            log.info("gateway.routed", message_id=item.message_id, chain_id=item.chain_id, entity=item.sender,
+                     recipient=item.recipient, service=item.service, stage=item.stage, outcome=item.outcome,
+                     fault=item.fault_code, record=item.record, ms=item.elapsed_ms)
             if self.records is not None:
                 self._keep_record(item)
             if self.on_routed is not None:
@@ -300,7 +323,8 @@ class Gateway:
                 outcome=routed.outcome, fault_code=routed.fault_code, log_seq=routed.record, attempt=routed.attempt,
             ))
         except Exception:  # monitoring must never block delivery; the message log holds the evidence
-            log.exception("gateway.record_failed", message_id=routed.message_id)
+            log.exception("gateway.record_failed", message_id=routed.message_id, chain_id=routed.chain_id,
+                          entity=routed.sender)
 
     # -- failures ------------------------------------------------------------------------------
     def _retry(self, delivery: Delivery, reason: str) -> None:
@@ -308,11 +332,13 @@ class Gateway:
         if attempts >= self.max_attempts:
             self._dead_letter(delivery, f"{reason} (tras {attempts} intentos)")
             return
-        log.warning("gateway.retry", message_id=delivery.message_id, attempt=attempts, reason=reason)
+        log.warning("gateway.retry", message_id=delivery.message_id, **_known(_header_of(delivery.body)),
+                    attempt=attempts, reason=reason)
         self.transport.nack(delivery, requeue=True)
 
-    def _dead_letter(self, delivery: Delivery, reason: str) -> None:
-        log.error("gateway.dead_letter", message_id=delivery.message_id, reason=reason)
+    def _dead_letter(self, delivery: Delivery, reason: str, *, stage: str | None = None) -> None:
+        log.error("gateway.dead_letter", message_id=delivery.message_id, **_known(_header_of(delivery.body)),
+                  **({"stage": stage} if stage else {}), reason=reason)
         future = self.transport.publish(OutgoingMessage(
             exchange=DEAD_LETTER_EXCHANGE, routing_key=INGRESS_QUEUE, body=delivery.body,
             message_id=delivery.message_id, correlation_id=delivery.correlation_id,
@@ -338,10 +364,11 @@ class _Clock:
         return round((time.perf_counter() - self.started) * 1000, 2)
 
     def routed(self, outcome: str, delivery: Delivery, *, message_id: str, sender: str, recipient: str,
-               service: str, fault_code: str | None, record: int | None) -> Routed:
+               service: str, fault_code: str | None, record: int | None, chain_id: str | None,
+               stage: str = Stage.ROUTE.value) -> Routed:
         return Routed(
             outcome=outcome, message_id=message_id, sender=sender, recipient=recipient, service=service,
             fault_code=fault_code, record=record, received_at=self.received_at,
             elapsed_ms=0.0, size_bytes=len(delivery.body),
-            attempt=delivery.delivery_count,
+            attempt=delivery.delivery_count, chain_id=chain_id, stage=stage,
         )

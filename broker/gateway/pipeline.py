@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from broker.catalog import Catalog
+from broker.catalog.live import LiveCatalog
 from broker.gelxml import Falla, GelFault, ParseLimits, SchemaRegistry, ValidatedMessage, check_message
 from broker.gelxml.envelope import Header, MessageType, read_header
 from broker.gelxml.faults import FaultCode, Location, fault
@@ -37,6 +38,8 @@ class Admitted:
     record: LogRecord
     recipients: tuple[str, ...]
     """Where to route it: the envelope's recipient, or an event's subscribers (catalog fan-out)."""
+    notice: str | None = None
+    """The catalog's warning for a deprecated service version, delivered with the message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +85,14 @@ class Pipeline:
     replay: ReplayGuard | None
     window: timedelta | None = timedelta(seconds=300)
     limits: ParseLimits = DEFAULT_LIMITS
-    catalog: Catalog | None = None
+    catalog: Catalog | LiveCatalog | None = None
+    """A static catalog, or the live one whose published schemas also extend `registry`."""
     platform_id: str | None = None
     """The gateway's entity id: an event addressed to it is published to the service's subscribers."""
+
+    def language(self) -> SchemaRegistry:
+        """The schemas to validate against: the live catalog's (with published services) or the fixed ones."""
+        return self.catalog.registry if isinstance(self.catalog, LiveCatalog) else self.registry
 
     def recipients_of(self, header: Header) -> tuple[str, ...]:
         if self.catalog is None:
@@ -102,7 +110,7 @@ class Pipeline:
               routing: dict[str, str] | None = None) -> Admitted | Duplicate | Rejected:
         """Run every stage; `transport_user` is the AMQP user RabbitMQ authenticated for this delivery."""
         try:
-            message = check_message(data, self.registry, self.limits)
+            message = check_message(data, self.language(), self.limits)
             verified = verify_message(message.root, self.trust, replay=None, window=self.window)
             header = verified.header
             if transport_user is not None and transport_user != header.sender:
@@ -124,7 +132,8 @@ class Pipeline:
         ))
         if created:
             return Admitted(message=message, verified=verified, token=token, record=record,
-                            recipients=self.recipients_of(header))
+                            recipients=self.recipients_of(header),
+                            notice=self.catalog.notice(header) if self.catalog is not None else None)
         if record.message_sha256 == digest.hexdigest():
             return Duplicate(record=record, recipients=self.recipients_of(header))
         return self._reject(data, fault(FaultCode.DUP_REPLAY, location=Location(xpath="/mensaje/encabezado/idMensaje"),

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from broker.catalog import load_catalog
+from broker.catalog.live import LiveCatalog, open_catalog
 from broker.gateway.deadlines import ReplyDeadlines
 from broker.gateway.gateway import Gateway, Routed
 from broker.gateway.pipeline import LogReplayGuard, Pipeline
@@ -33,6 +33,8 @@ class GatewayParts:
 
     def close(self) -> None:
         self.gateway.stop()
+        if isinstance(self.pipeline.catalog, LiveCatalog):
+            self.pipeline.catalog.store.close()
         self.log.close()
         self.records.close()
         self.deadlines.close()
@@ -57,11 +59,12 @@ def build_gateway(settings: Settings, transport: Transport, *, on_routed: Callab
     pki = DevPKI(settings.certs_dir)
     platform_id = platform_entity(settings)
     log = MessageLog(settings.database_url)
+    registry = load_registry(settings.schemas_dir)
     pipeline = Pipeline(
-        registry=load_registry(settings.schemas_dir), trust=pki.trust_store(),
+        registry=registry, trust=pki.trust_store(),
         tsa=TimeStampAuthority(pki.tsa_credential()), log=log, replay=LogReplayGuard(log),
         window=timedelta(seconds=settings.replay_window_seconds), limits=settings.parse_limits,
-        catalog=load_catalog(settings.catalog_file), platform_id=platform_id,
+        catalog=open_catalog(settings, registry), platform_id=platform_id,
     )
     records = OperationalRecords(settings.database_url)
     deadlines = ReplyDeadlines(settings.database_url)

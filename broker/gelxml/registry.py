@@ -104,12 +104,18 @@ def _read_service(path: Path, tree: etree._ElementTree, namespace: str) -> Servi
 
 
 class SchemaRegistry:
-    """Every schema under `root`, the services among them, and the compiled language."""
+    """Every schema under `root`, the services among them, and the compiled language.
 
-    def __init__(self, root: Path) -> None:
+    `published` folders add service schemas published through the catalog (laid out like `root`, importing
+    the common schemas through links); their common and platform schemas are the ones under `root`.
+    """
+
+    def __init__(self, root: Path, published: tuple[Path, ...] = ()) -> None:
         self.root = root.resolve()
+        self.published = tuple(p.resolve() for p in published)
         self._lock = threading.Lock()
-        self.files: tuple[SchemaFile, ...] = tuple(self._discover())
+        self.files: tuple[SchemaFile, ...] = tuple(self._discover(self.root)) + tuple(
+            f for folder in self.published for f in self._discover(folder) if f.kind == SchemaKind.SERVICE)
         services: dict[tuple[str, str], ServiceSchema] = {}
         self._by_namespace: dict[str, ServiceSchema] = {}
         for schema_file in self.files:
@@ -123,9 +129,10 @@ class SchemaRegistry:
             self._by_namespace[service.namespace] = service
         self.services = dict(sorted(services.items()))
 
-    def _discover(self) -> Iterator[SchemaFile]:
-        for path in sorted(self.root.rglob("*.xsd")):
-            if "samples" in path.relative_to(self.root).parts:
+    @staticmethod
+    def _discover(root: Path) -> Iterator[SchemaFile]:
+        for path in sorted(root.rglob("*.xsd")):
+            if "samples" in path.relative_to(root).parts:
                 continue
             namespace = etree.parse(str(path)).getroot().get("targetNamespace", "")
             yield SchemaFile(path=path, namespace=namespace, kind=classify_namespace(namespace))

@@ -16,8 +16,7 @@ from sqlalchemy.engine import Connection
 
 from adapters.sdk.runtime import Adapter, Handler, Incoming
 from adapters.sdk.store import AdapterStore
-from broker.catalog.access import load_catalog
-from broker.gelxml import load_registry
+from broker.catalog.live import open_catalog
 from broker.gelxml.envelope import MessageType
 from broker.gelxml.faults import FaultCode, fault
 from broker.gelxml.lint import Severity
@@ -140,9 +139,11 @@ def open_orchestrator(settings: Settings, transport: Transport, *, store_url: st
                       relay_interval: float = 0.5, prefetch: int = 32, lint: bool = True) -> OrchestratorNode:
     """Wire the orchestrator from settings: PKI, chain library, store (outbox and instances share it). With
     `lint`, a definition with `gel chains lint` errors is refused before anything runs."""
-    registry = registry or load_registry(settings.schemas_dir)
+    live = open_catalog(settings, registry)
+    snapshot = live.current()
+    live.store.close()
+    registry, catalog = snapshot.registry, snapshot.catalog
     library = dict(library) if library is not None else load_library(settings.chains_dir)
-    catalog = load_catalog(settings.catalog_file)
     for definition in library.values() if lint else ():
         errors = [f for f in lint_definition(definition, registry=registry, catalog=catalog)
                   if f.severity == Severity.ERROR]

@@ -25,6 +25,7 @@ from tests.conftest import ENTITIES_FILE, ROOT, SAMPLES
 
 REGISTRADURIA = "CO/GOB/899999040"
 SISBEN = "CO/GOB/899999011"
+SNR_REGISTRO = "CO/GOB/899999007"
 DOC_A, DOC_B = "1111222233", "4444555566"
 SECRET_A, SECRET_B = "CONTEXTO-ALFA-RESERVADO", "CONTEXTO-BETA-RESERVADO"
 PAYLOAD_A, PAYLOAD_B = "ZENOBIA", "9876543210"
@@ -117,7 +118,8 @@ def populate(folder: Path, registry: SchemaRegistry, pki: DevPKI) -> Populated:
         "registraduria": create_token(settings.api_tokens_file, role="entidad", entity=REGISTRADURIA,
                                       name="Registraduría"),
         "sisben": create_token(settings.api_tokens_file, role="entidad", entity=SISBEN, name="DNP Sisbén"),
-        "publicador": create_token(settings.api_tokens_file, role="publicador", entity=None, name="Catálogo"),
+        "publicador": create_token(settings.api_tokens_file, role="publicador", entity=SNR_REGISTRO,
+                                   name="Publicador de la SNR"),
     }
     return Populated(settings, tokens, instance_a, radicado_a, instance_b, radicado_b, message_a, message_b)
 
