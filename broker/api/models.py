@@ -133,16 +133,26 @@ class Salud(_Model):
 
 
 class HechoTramite(_Model):
-    fecha: str = Field(description="Cuándo ocurrió (hora de Colombia).")
+    fecha: str = Field(description="Cuándo ocurrió (hora de Colombia, ISO-8601).")
     texto: str = Field(description="Qué ocurrió, en palabras sencillas.")
 
 
 class Seguimiento(_Model):
+    """Lo que el ciudadano puede saber de su propio trámite, y nada más."""
+
     radicado: str = Field(description="Radicado del trámite.")
     tramite: str = Field(description="Nombre del trámite.")
-    estado: str = Field(description="Estado actual del trámite, en palabras sencillas.")
+    estado: str = Field(description="Estado actual, en palabras sencillas: En trámite, En revisión por un "
+                        "inconveniente, Finalizado o Finalizado sin poder completarse.")
+    terminado: bool = Field(description="Verdadero si el trámite ya terminó.")
+    resultado: str | None = Field(description="Resultado del trámite, cuando terminó.")
+    radicado_el: str = Field(description="Fecha de radicación (hora de Colombia, ISO-8601).")
+    terminado_el: str | None = Field(description="Fecha de terminación (hora de Colombia, ISO-8601), si terminó.")
+    fecha_limite: str | None = Field(description="Fecha límite del plazo legal de respuesta (hora de Colombia, "
+                                     "ISO-8601), si el trámite tiene plazo legal.")
+    vencido: bool = Field(description="Verdadero si el trámite sigue en curso y ya pasó su fecha límite.")
     entidades_a_cargo: list[str] = Field(description="Entidades que tienen el trámite en este momento.")
-    fecha_limite: str | None = Field(description="Fecha esperada de respuesta (hora de Colombia).")
+    etapas: list[str] = Field(description="Etapas en curso del trámite.")
     hechos: list[HechoTramite] = Field(description="Lo que ha pasado con el trámite.")
 
 

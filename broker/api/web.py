@@ -1,8 +1,11 @@
 """Server-rendered pages: the operators' dashboard (/tablero, role operador) and the citizens' tracking page
 (/seguimiento, public). Everything a person reads here is in Spanish (es-CO), dates in Colombian time.
 
-The router reads the orchestrator's store and the gateway's operational records directly; the app that
-includes it may put its `Settings` in `app.state.settings` (otherwise the process settings are used).
+The router reads the app's `Stores` (`app.state.stores`, shared with the JSON API): the orchestrator's store,
+the gateway's operational records, entity names and the definitions cases were started with; the chain
+library (`chains_dir`) adds the chains, their titles and flows. The app may put its `Settings` in
+`app.state.settings` (otherwise the process settings are used). The citizen's page renders
+`tracking.citizen_view`, the same presentation /api/seguimiento returns.
 Operators sign in with their API token, kept in an HttpOnly, SameSite=Strict cookie and checked again on
 every request with `broker.api.auth.principal_from_token`.
 """
@@ -29,14 +32,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from broker.api.auth import Principal, principal_from_token
 from broker.api.queries import Stores
-from broker.api.tracking import find_case
+from broker.api.tracking import RUNNING, legal_deadline, track
 from broker.gateway.records import operational_records
 from broker.orchestrator import store as orchestrator_tables
 from broker.orchestrator.definition import ChainDefinition, Step, latest, load_library
 from broker.orchestrator.durations import Duration
 from broker.orchestrator.engine import STATUS_NAMES
 from broker.orchestrator.store import InstanceRow, OrchestratorStore
-from broker.security.entities import EntityRegistry
 from broker.settings import Settings, get_settings
 from broker.storage import iso
 
@@ -44,7 +46,6 @@ __all__ = ["COOKIE", "TokenCheck", "router", "token_checker"]
 
 COOKIE = "gel_tablero"
 COLOMBIA = dt.timezone(dt.timedelta(hours=-5), "COT")
-RUNNING = ("en_curso", "compensando")
 CHART_HOURS = 12
 _HERE = Path(__file__).resolve().parent
 _STATIC = _HERE / "static"
@@ -81,22 +82,34 @@ router = APIRouter(include_in_schema=False)
 # -- sources ----------------------------------------------------------------------------------------------
 @dataclass
 class _Sources:
+    """The app's stores, the chain library, and the tracking page's failed-attempt counts."""
+
     settings: Settings
-    store: OrchestratorStore
-    records: Engine
+    stores: Stores
     library: dict[tuple[str, int], ChainDefinition]
-    entities: EntityRegistry | None
     failures: dict[str, deque[float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def store(self) -> OrchestratorStore:
+        return self.stores.orchestrator
+
+    @property
+    def records(self) -> Engine:
+        return self.stores.operational
 
     def entity_name(self, entity_id: str | None) -> str:
         if not entity_id:
             return "—"
-        found = self.entities.get(entity_id) if self.entities is not None else None
-        return found.name if found is not None else entity_id
+        try:
+            return self.stores.entity_name(entity_id)
+        except (OSError, ValueError):
+            return entity_id
 
     def definition(self, row: InstanceRow) -> ChainDefinition | None:
-        return self.library.get((row.chain, row.version)) or latest(self.library, row.chain)
+        """The library's definition of the case's version (no query), else the one the orchestrator stored."""
+        return (self.library.get((row.chain, row.version)) or self.stores.definition(row)
+                or latest(self.library, row.chain))
 
     def chain_title(self, chain: str) -> str:
         found = latest(self.library, chain)
@@ -112,23 +125,18 @@ def _settings_of(request: Request) -> Settings:
 
 
 def sources(request: Request) -> _Sources:
-    """The app's stores (opened once, shared with the JSON API) and the chain definitions."""
+    """The app's stores (opened once, shared with the JSON API) and the chain library."""
     settings = _settings_of(request)
+    stores: Stores = request.app.state.stores
     with _sources_lock:
         cached: _Sources | None = getattr(request.app.state, "web_sources", None)
-        if cached is not None and cached.settings is settings:
+        if cached is not None and cached.settings is settings and cached.stores is stores:
             return cached
-        stores: Stores = request.app.state.stores
-        try:
-            entities: EntityRegistry | None = stores.entities
-        except (OSError, ValueError):
-            entities = None
         try:
             library = load_library(settings.chains_dir)
         except (OSError, ValueError):
             library = {}
-        made = _Sources(settings=settings, store=stores.orchestrator, records=stores.operational, library=library,
-                        entities=entities)
+        made = _Sources(settings=settings, stores=stores, library=library)
         request.app.state.web_sources = made
         return made
 
@@ -326,17 +334,10 @@ class HourBar:
     faults: int
 
 
-def chain_deadline(row: InstanceRow, definition: ChainDefinition | None) -> dt.datetime | None:
-    started = parse_moment(row.started_at)
-    if definition is None or definition.deadline is None or started is None:
-        return None
-    return definition.deadline.after(started)
-
-
 def late_case(src: _Sources, row: InstanceRow, now: dt.datetime) -> LateCase | None:
     """The case when it is past a deadline (flagged by the orchestrator or past due by the clock)."""
     definition = src.definition(row)
-    deadlines = [d for d in (parse_moment(row.due_at), chain_deadline(row, definition)) if d is not None]
+    deadlines = [d for d in (parse_moment(row.due_at), legal_deadline(row, definition)) if d is not None]
     passed = sorted(d for d in deadlines if d <= now)
     if not row.late and not passed:
         return None
@@ -626,7 +627,7 @@ def case_page(radicado: str, request: Request, check: TokenCheck = Depends(token
     tasks = [{"task": t, "entity": src.entity_name(t.entity)} for t in src.store.tasks(instance=row.id)]
     return _page("caso.html", principal=principal, now=now, row=row,
                  chain_title=definition.title if definition else row.chain,
-                 deadline=chain_deadline(row, definition), late=late_case(src, row, now) if row.status in RUNNING
+                 deadline=legal_deadline(row, definition), late=late_case(src, row, now) if row.status in RUNNING
                  else None, history=history, requests=requests_of(src, row, index, now),
                  deadlines=step_deadlines(row, index, src, now), tasks=tasks,
                  holders=[src.entity_name(h) for h in row.holders],
@@ -650,33 +651,9 @@ def _too_many(src: _Sources, client: str, *, failed: bool = False) -> bool:
         return len(recent) >= _TRACKING_FAILURES
 
 
-def citizen_view(src: _Sources, row: InstanceRow, now: dt.datetime) -> dict[str, Any]:
-    """What a citizen may read about their own case, and nothing else."""
-    definition = src.definition(row)
-    index = definition.index if definition is not None else {}
-    deadline = chain_deadline(row, definition)
-    if row.status in RUNNING:
-        state = "En trámite"
-        detail = None
-    elif row.status == "completada":
-        state = "Terminado"
-        detail = row.summary or resultado(row.outcome)
-    else:
-        state = "Terminado sin completarse"
-        detail = "El trámite no pudo completarse. Comuníquese con la entidad donde lo radicó."
-    return {
-        "radicado": row.radicado, "tramite": definition.title if definition else row.chain,
-        "estado": state, "detalle": detail, "radicado_el": parse_moment(row.started_at),
-        "terminado_el": parse_moment(row.ended_at),
-        "entidades": [src.entity_name(h) for h in row.holders] if row.status in RUNNING else [],
-        "etapas": [index[s].title for s in row.steps if s in index] if row.status in RUNNING else [],
-        "plazo": deadline, "vencido": row.status in RUNNING and deadline is not None and deadline <= now,
-    }
-
-
 @router.get("/seguimiento", response_class=HTMLResponse)
 def tracking_form() -> HTMLResponse:
-    return _page("seguimiento.html", radicado="", resultado=None, error=None)
+    return _page("seguimiento.html", radicado="", seguimiento=None, error=None)
 
 
 @router.post("/seguimiento", response_class=HTMLResponse)
@@ -687,9 +664,9 @@ async def tracking(request: Request) -> HTMLResponse:
     document = form.get("documento", "")[:40]
     client = request.client.host if request.client else "desconocido"
     if _too_many(src, client):
-        return _page("seguimiento.html", status_code=429, radicado=radicado, resultado=None, error=TOO_MANY)
-    row = find_case(src.store, radicado, document)
-    if row is None:
+        return _page("seguimiento.html", status_code=429, radicado=radicado, seguimiento=None, error=TOO_MANY)
+    found = track(src.stores, radicado, document)
+    if found is None:
         _too_many(src, client, failed=True)
-        return _page("seguimiento.html", status_code=404, radicado=radicado, resultado=None, error=NOT_FOUND)
-    return _page("seguimiento.html", radicado=radicado, resultado=citizen_view(src, row, _now()), error=None)
+        return _page("seguimiento.html", status_code=404, radicado=radicado, seguimiento=None, error=NOT_FOUND)
+    return _page("seguimiento.html", radicado=radicado, seguimiento=found, error=None)
