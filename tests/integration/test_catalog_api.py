@@ -18,7 +18,7 @@ from broker.settings import Settings
 from tests.conftest import ENTITIES_FILE, ROOT
 from tests.integration.api_kit import bearer
 
-MANIFEST = ROOT / "tests" / "fixtures" / "publicacion" / "publicacion.yaml"
+MANIFEST = ROOT / "docs" / "ejemplos" / "publicacion" / "publicacion.yaml"
 SNR, COLSUBSIDIO, ORCHESTRATOR = "CO/GOB/899999007", "CO/CCF/860007336", "CO/PLAT/900000002"
 CODE = "consultarCertificadoTradicion"
 BASE = f"/api/catalogo/{CODE}/1.0"

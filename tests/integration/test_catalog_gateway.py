@@ -30,7 +30,7 @@ from tests.conftest import ENTITIES_FILE, ROOT
 pytestmark = pytest.mark.rabbitmq
 
 GATEWAY, ORCHESTRATOR, SNR = "CO/PLAT/900000001", "CO/PLAT/900000002", "CO/GOB/899999007"
-MANIFEST = ROOT / "tests" / "fixtures" / "publicacion" / "publicacion.yaml"
+MANIFEST = ROOT / "docs" / "ejemplos" / "publicacion" / "publicacion.yaml"
 CODE = "consultarCertificadoTradicion"
 OPERATOR = Actor(name="operador:prueba")
 

@@ -16,7 +16,7 @@ from broker.gelxml import GelFault, SchemaRegistry, check_message
 from broker.security.entities import EntityRegistry
 from tests.conftest import ROOT
 
-FIXTURE = ROOT / "tests" / "fixtures" / "publicacion"
+FIXTURE = ROOT / "docs" / "ejemplos" / "publicacion"
 SNR, ORCHESTRATOR, COLSUBSIDIO = "CO/GOB/899999007", "CO/PLAT/900000002", "CO/CCF/860007336"
 OPERATOR = Actor(name="operador:prueba")
 CODE = "consultarCertificadoTradicion"
