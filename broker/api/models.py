@@ -125,11 +125,24 @@ class ActividadEntidad(_Model):
     ultima_actividad: str | None = Field(description="Último mensaje enviado o recibido (UTC).")
 
 
+class Conexion(_Model):
+    entidad: str = Field(description="Entidad (la pasarela, el orquestador o el adaptador de una entidad).")
+    nombre: str | None = Field(description="Nombre de la entidad.")
+    cola: str = Field(description="Cola de RabbitMQ que consume.")
+    en_linea: bool = Field(description="Verdadero si hay al menos un consumidor conectado a su cola.")
+    consumidores: int = Field(description="Consumidores conectados.")
+    mensajes_en_cola: int = Field(description="Mensajes esperando en su cola.")
+
+
 class Salud(_Model):
     desde: str = Field(description="Inicio de la ventana (UTC).")
     hasta: str = Field(description="Fin de la ventana (UTC).")
     servicios: list[SaludServicio] = Field(description="Salud de cada servicio en la ventana.")
     entidades: list[ActividadEntidad] = Field(description="Última actividad de cada entidad.")
+    colas_leidas: bool = Field(description="Falso si RabbitMQ no se pudo consultar (o la plataforma usa el "
+                                           "transporte embebido): entonces `conexiones` viene vacía.")
+    conexiones: list[Conexion] = Field(description="Vivacidad de la pasarela y de los adaptadores: quién está "
+                                                   "conectado a su cola y cuánto tiene pendiente.")
 
 
 class HechoTramite(_Model):

@@ -20,6 +20,7 @@ from broker.api.models import (
     ActividadEntidad,
     CadenaDetalle,
     CadenaResumen,
+    Conexion,
     EventoCadena,
     LlamadaPaso,
     MensajeDetalle,
@@ -30,6 +31,7 @@ from broker.api.models import (
     SaludServicio,
     Tarea,
 )
+from broker.api.queues import queue_depths
 from broker.gateway.records import operational_records as ops
 from broker.orchestrator.definition import ChainDefinition, definition_from_text
 from broker.orchestrator.store import InstanceRow, OrchestratorStore, TaskRow
@@ -37,6 +39,7 @@ from broker.security.entities import EntityRegistry, load_entities
 from broker.security.message_log import LogRecord, MessageLog
 from broker.settings import Settings
 from broker.storage import create_tables, iso, open_engine
+from broker.transport.topology import DELIVERER_KIND, INGRESS_QUEUE, entity_queue
 
 __all__ = [
     "Stores",
@@ -314,9 +317,17 @@ def health(stores: Stores, principal: Principal, *, window: dt.timedelta,
             duracion_p95_ms=_percentile(durations, 0.95), duracion_max_ms=max(durations, default=None)))
     if not principal.is_operator:
         activity = {k: v for k, v in activity.items() if k == principal.entity}
-    entities = [ActividadEntidad(entidad=e.id, nombre=e.name, ultima_actividad=activity.get(e.id))
-                for e in stores.entities if principal.is_operator or e.id == principal.entity]
-    return Salud(desde=iso(start), hasta=iso(until), servicios=services, entidades=entities)
+    visible = [e for e in stores.entities if principal.is_operator or e.id == principal.entity]
+    entities = [ActividadEntidad(entidad=e.id, nombre=e.name, ultima_actividad=activity.get(e.id)) for e in visible]
+    depths = queue_depths(stores.settings, stores.entities)
+    by_queue = {d.queue: d for d in depths or []}
+    connections = [Conexion(entidad=e.id, nombre=e.name, cola=name, en_linea=depth.consumers > 0,
+                            consumidores=depth.consumers, mensajes_en_cola=depth.ready)
+                   for e in visible
+                   for name in [INGRESS_QUEUE if e.kind == DELIVERER_KIND else entity_queue(e.id)]
+                   if (depth := by_queue.get(name)) is not None]
+    return Salud(desde=iso(start), hasta=iso(until), servicios=services, entidades=entities,
+                 colas_leidas=depths is not None, conexiones=connections)
 
 
 def constant_time_equal(given: str, expected: str) -> bool:

@@ -31,8 +31,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from broker.api.auth import Principal, principal_from_token
-from broker.api.queries import Stores
+from broker.api.queries import Stores, health
 from broker.api.tracking import RUNNING, legal_deadline, track
+from broker.catalog.management import CatalogManager
 from broker.gateway.records import operational_records
 from broker.orchestrator import store as orchestrator_tables
 from broker.orchestrator.definition import ChainDefinition, Step, latest, load_library
@@ -443,9 +444,32 @@ def dashboard(request: Request, check: TokenCheck = Depends(token_checker)) -> R
     late = late_cases(src, now)
     bars = traffic(src, now)
     total, faults = sum(b.total for b in bars), sum(b.faults for b in bars)
+    status = health(src.stores, principal, window=dt.timedelta(hours=1), now=now)
     return _page("tablero.html", principal=principal, now=now, chains=chain_summaries(src, late), late=late,
                  bars=bars, chart=chart(bars), total=total, faults=faults,
-                 fault_rate=(100.0 * faults / total) if total else 0.0, hours=CHART_HOURS)
+                 fault_rate=(100.0 * faults / total) if total else 0.0, hours=CHART_HOURS,
+                 queues_read=status.colas_leidas, connections=status.conexiones)
+
+
+# -- dashboard: the service catalog -----------------------------------------------------------------------
+CATALOG_WINDOW = dt.timedelta(hours=24)
+
+
+@router.get("/tablero/catalogo", response_class=HTMLResponse)
+def catalog_page(request: Request, estado: str | None = None,
+                 check: TokenCheck = Depends(token_checker)) -> Response:
+    src = sources(request)
+    principal = _operator(request, check, src.settings)
+    if isinstance(principal, RedirectResponse):
+        return principal
+    now = _now()
+    manager: CatalogManager = request.app.state.catalog
+    records = [r for r in manager.store.records() if estado in (None, "", r.status.value)]
+    stats = {s.servicio: s for s in health(src.stores, principal, window=CATALOG_WINDOW, now=now).servicios}
+    rows = [{"record": r, "owner": src.entity_name(r.owner), "providers": [src.entity_name(e) for e in r.providers],
+             "stats": stats.get(f"{r.code} v{r.version}")} for r in records]
+    return _page("catalogo.html", principal=principal, now=now, rows=rows, estado=estado or "",
+                 changes=[c for c in manager.store.history(limit=200) if c.action != "sembrado"][:10])
 
 
 # -- dashboard: one chain ---------------------------------------------------------------------------------

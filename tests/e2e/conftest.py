@@ -160,10 +160,19 @@ def fill_records(settings: Settings) -> None:
             done = this_hour - dt.timedelta(hours=hours_ago) + dt.timedelta(minutes=5 + number % 50)
             records.add(OperationalRecord(
                 message_id=str(uuid.uuid4()), hop="entrega", sender="CO/PLAT/900000002", recipient="CO/GOB/899999040",
-                service="CO/GOB/899999040/verificarIdentidad/1.0", received_at=done - dt.timedelta(milliseconds=80),
+                service="verificarIdentidad v1.0", received_at=done - dt.timedelta(milliseconds=80),
                 completed_at=done, duration_ms=80.0, size_bytes=2048, outcome=outcome,
                 fault_code=None if outcome == "entregado" else "GEL-AUTHZ-DENIED"))
     records.close()
+
+
+def deprecate(settings: Settings, code: str, version: str) -> None:
+    from broker.catalog import ServiceStatus
+    from broker.catalog.management import Actor, open_manager
+
+    manager = open_manager(settings)
+    manager.set_status(code, version, ServiceStatus.DEPRECATED, Actor(name="operador:Laura Méndez"))
+    manager.store.close()
 
 
 @pytest.fixture(scope="session")
@@ -194,11 +203,13 @@ def site(tmp_path_factory: pytest.TempPathFactory, registry: SchemaRegistry, chr
     folder = tmp_path_factory.mktemp("tablero")
     settings = Settings(database_url=f"sqlite:///{folder / 'gel.db'}",
                         orchestrator_database_url=f"sqlite:///{folder / 'orquestador.db'}",
-                        api_tokens_file=folder / "api-tokens.json")
+                        api_tokens_file=folder / "api-tokens.json", transport="embedded",
+                        published_schemas_dir=folder / "publicados")
     operator = create_token(settings.api_tokens_file, role="operador", entity=None, name="Laura Méndez (operadora)")
     entity = create_token(settings.api_tokens_file, role="entidad", entity="CO/GOB/899999040", name="Registraduría")
     cases = fill_cases(settings, registry)
     fill_records(settings)
+    deprecate(settings, "consultarSisben", "1.0")
     app = create_app(settings)
     server: BackgroundServer = serve_background(app, name="tablero")
     try:

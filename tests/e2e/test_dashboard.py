@@ -58,7 +58,21 @@ def test_an_operator_sees_the_chains_opens_one_and_follows_a_late_case(page: Any
     late_row = late_rows.first.inner_text()
     assert site.cases.late in late_row and "Superintendencia de Notariado y Registro" in late_row
     assert re.search(r"\d+ d", late_row)
+    assert "no se puede saber quién está conectado" in page.locator("#conexiones-no-disponibles").inner_text()
     shoot(page, site, "03-tablero")
+
+    page.get_by_role("link", name="Catálogo de servicios").click()
+    assert page.url.endswith("/tablero/catalogo")
+    identity = page.locator('#catalogo tr[data-servicio="verificarIdentidad"]').inner_text()
+    assert "Activo" in identity and "Registraduría Nacional del Estado Civil" in identity
+    assert "84" in identity and "\t9\t" in identity and "2 min" in identity
+    assert "Obsoleto" in page.locator('#catalogo tr[data-servicio="consultarSisben"]').inner_text()
+    assert "estado: activo → obsoleto" in page.locator("#cambios-catalogo").inner_text()
+    page.get_by_label("Estado").select_option("obsoleto")
+    page.get_by_role("button", name="Filtrar").click()
+    assert page.locator("#catalogo tbody tr").count() == 1
+    shoot(page, site, "03b-catalogo")
+    page.get_by_role("link", name="Resumen de cadenas").click()
 
     page.get_by_role("link", name="Ventanilla Única de Subsidios de Vivienda — postulación").click()
     assert page.url.endswith(f"/tablero/cadenas/{chain}")

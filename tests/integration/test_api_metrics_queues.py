@@ -62,18 +62,19 @@ def test_the_depth_of_every_platform_queue_is_exported(
     sisben = RabbitMQTransport(credentials.url(base_url, SISBEN), user_label="test-metricas-sisben")
     held: list[Delivery] = []
     consumer = sisben.consume(entity_queue(SISBEN), held.append)
+    settings = settings_for(tmp_path, amqp_url=base_url, transport="rabbitmq", rabbitmq_vhost=credentials.vhost,
+                            rabbitmq_credentials_file=Settings().rabbitmq_credentials_file)
     try:
         deadline = time.monotonic() + 10
         text = ""
         while time.monotonic() < deadline:
-            status, text, _ = scrape(settings_for(tmp_path, amqp_url=base_url, transport="rabbitmq",
-                                                  rabbitmq_vhost=credentials.vhost,
-                                                  rabbitmq_credentials_file=Settings().rabbitmq_credentials_file))
+            status, text, _ = scrape(settings)
             assert status == 200
             if sample(text, "gel_cola_mensajes", entity_queue(REGISTRADURIA)) == 3.0 and sample(
                     text, "gel_cola_consumidores", entity_queue(SISBEN)) == 1.0:
                 break
             time.sleep(0.2)
+        operator, own = liveness(settings, None), liveness(settings, SISBEN)
     finally:
         consumer.cancel()
         sisben.close()
@@ -83,6 +84,22 @@ def test_the_depth_of_every_platform_queue_is_exported(
     assert sample(text, "gel_cola_consumidores", entity_queue(SISBEN)) == 1.0
     assert sample(text, "gel_cola_mensajes", INGRESS_QUEUE) == 0.0
     assert sample(text, "gel_cola_mensajes", entity_queue(GATEWAY)) is None, "the gateway has no inbox"
+    assert operator["colas_leidas"]
+    connections = {c["entidad"]: c for c in operator["conexiones"]}
+    assert connections[SISBEN]["en_linea"] and connections[SISBEN]["cola"] == entity_queue(SISBEN)
+    assert not connections[REGISTRADURIA]["en_linea"] and connections[REGISTRADURIA]["mensajes_en_cola"] == 3
+    assert connections[GATEWAY]["cola"] == INGRESS_QUEUE and not connections[GATEWAY]["en_linea"]
+    assert [c["entidad"] for c in own["conexiones"]] == [SISBEN], "an entity sees only its own connection"
+
+
+def liveness(settings: Settings, entity: str | None) -> dict[str, object]:
+    """/api/salud as an operator (entity None) or as an entity: who is connected to its queue."""
+    token = create_token(settings.api_tokens_file, role="entidad" if entity else "operador", entity=entity,
+                         name="Salud")
+    with TestClient(create_app(settings)) as client:
+        answer = client.get("/api/salud", headers=bearer(token))
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
 
 
 @pytest.mark.parametrize("transport", ["rabbitmq", "auto"])
