@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -156,3 +157,39 @@ def test_a_manifest_names_what_is_wrong(tmp_path: Path) -> None:
     assert "no-existe.xsd" in error.message
     manifest.write_text("esquema: x.xsd\nduenio: yo\n", encoding="utf-8")
     assert "duenio" in refused(CatalogCode.MANIFEST, read_manifest, manifest).message
+
+
+def test_the_command_line_publishes_and_names_every_finding_of_a_refusal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from broker.cli import app
+    from broker.settings import get_settings
+
+    monkeypatch.setenv("GEL_DATABASE_URL", f"sqlite:///{tmp_path / 'gel.db'}")
+    monkeypatch.setenv("GEL_PUBLISHED_SCHEMAS_DIR", str(tmp_path / "publicados"))
+    get_settings.cache_clear()
+    bad = tmp_path / "malo"
+    bad.mkdir()
+    for name in ("solicitud.xml", "respuesta.xml", "publicacion.yaml"):
+        (bad / name).write_bytes((FIXTURE / name).read_bytes())
+    schema = (FIXTURE / "ConsultarCertificadoTradicion.xsd").read_text(encoding="utf-8")
+    (bad / "ConsultarCertificadoTradicion.xsd").write_text(
+        schema.replace('<xs:documentation xml:lang="es">Matrícula consultada.</xs:documentation>', ""),
+        encoding="utf-8")
+    try:
+        refused = CliRunner().invoke(app, ["catalog", "publish", str(bad / "publicacion.yaml")])
+        assert refused.exit_code == 1
+        assert "GEL-CAT-SCHEMA_REFUSED" in refused.output and "GEL-LINT-DOCUMENTATION" in refused.output
+        assert "Traceback" not in refused.output
+        published = CliRunner().invoke(app, ["catalog", "publish", str(FIXTURE / "publicacion.yaml")])
+        assert published.exit_code == 0 and "Publicado" in published.output, published.output
+        listed = CliRunner().invoke(app, ["catalog", "list", "--json", "--entidad", SNR])
+        codes = {s["codServicio"] for s in json.loads(listed.output)}
+        assert codes == {CODE, "consultarPropiedad"}
+        retired = CliRunner().invoke(app, ["catalog", "status", CODE, "1.0", "retirado"])
+        assert retired.exit_code == 0 and "retirado" in retired.output
+        back = CliRunner().invoke(app, ["catalog", "status", CODE, "1.0", "activo"])
+        assert back.exit_code == 1 and "GEL-CAT-STATUS" in back.output
+    finally:
+        get_settings.cache_clear()
