@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Column, Index, Integer, MetaData, String, Table, Text, delete, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from broker.catalog.access import Catalog, ServiceEntry, ServiceStatus, load_catalog
 from broker.catalog.errors import CatalogCode, CatalogError
@@ -129,9 +131,12 @@ class CatalogStore:
     def __init__(self, url: str) -> None:
         self.engine = open_engine(url)
         create_tables(_metadata, self.engine)
-        with self.engine.begin() as connection:
-            if connection.execute(select(revision_table.c.revision)).first() is None:
-                connection.execute(insert(revision_table).values(id=1, revision=0))
+        try:
+            with self.engine.begin() as connection:
+                if connection.execute(select(revision_table.c.revision)).first() is None:
+                    connection.execute(insert(revision_table).values(id=1, revision=0))
+        except IntegrityError:
+            pass  # another process starting at the same moment created it
 
     def close(self) -> None:
         self.engine.dispose()
@@ -226,10 +231,21 @@ class CatalogStore:
                 for e in sorted(set(entities))]
 
     def seed(self, path: Path, registry: SchemaRegistry, *, actor: str = "archivo de catálogo") -> int:
-        """Add the file's service versions the store does not have yet; returns how many were added."""
+        """Add the file's service versions the store does not have yet; returns how many were added. Processes
+        starting together may race: the loser's transaction fails whole, and it looks again."""
         if not path.exists():
             return 0
         catalog = load_catalog(path)
+        for attempt in range(5):
+            try:
+                return self._seed(catalog, path, registry, actor)
+            except (IntegrityError, OperationalError):
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        return 0
+
+    def _seed(self, catalog: Catalog, path: Path, registry: SchemaRegistry, actor: str) -> int:
         with self.engine.begin() as connection:
             known = {(r.code, r.version) for r in connection.execute(select(services.c.code, services.c.version))}
             added = 0

@@ -9,6 +9,7 @@ win, so the caller hears about a timeout once. A reply arriving after its deadli
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -79,6 +80,35 @@ class ReplyDeadlines:
                     deadline=iso(deadline), state=ReplyState.PENDING.value))
         except IntegrityError:
             pass
+
+    def track(self, expected: Sequence[tuple[Header, int]], answered: Sequence[str],
+              now: dt.datetime | None = None) -> None:
+        """`expect` and `answered` for a batch of admitted messages, in one transaction."""
+        if not expected and not answered:
+            return
+        moment = now or dt.datetime.now(dt.UTC)
+        try:
+            with self._engine.begin() as connection:
+                ids = [header.message_id for header, _ in expected]
+                present = {r.message_id for r in connection.execute(
+                    select(_pending.c.message_id).where(_pending.c.message_id.in_(ids)))} if ids else set()
+                rows = [dict(message_id=h.message_id, sender=h.sender, recipient=h.recipient,
+                             service_code=h.service.code, service_version=h.service.version,
+                             within_seconds=within, chain_id=h.chain_id, radicado=h.radicado,
+                             deadline=iso(moment + dt.timedelta(seconds=within)), state=ReplyState.PENDING.value)
+                        for h, within in {h.message_id: (h, w) for h, w in expected}.values()
+                        if h.message_id not in present]
+                if rows:
+                    connection.execute(insert(_pending), rows)
+                if answered:
+                    connection.execute(update(_pending).where(
+                        _pending.c.message_id.in_(list(answered)), _pending.c.state != ReplyState.ANSWERED.value,
+                    ).values(state=ReplyState.ANSWERED.value))
+        except IntegrityError:  # another worker inserted one of them meanwhile: one by one, idempotently
+            for header, within in expected:
+                self.expect(header, within_seconds=within, now=moment)
+            for request_id in answered:
+                self.answered(request_id)
 
     def answered(self, request_id: str) -> bool:
         """Mark the request answered; True when it was still waiting (or had expired) and now is not."""

@@ -1,6 +1,6 @@
 """The gateway worker: consume `gel.ingress`, admit, route; ack only after the routed publish is confirmed.
 
-    delivery ─▶ pipeline.admit ─▶ Admitted ─▶ publish to gel.deliver (routing key = recipient) ─▶ confirm ─▶ ack
+    deliveries ─▶ pipeline.admit_batch ─▶ Admitted ─▶ publish to gel.deliver (routing key = recipient) ─▶ confirm ─▶ ack
                               └─▶ Rejected ─▶ signed `falla` to the sender's queue ────────────▶ confirm ─▶ ack
     transient failure (database, broker, TSA) ─▶ nack(requeue) … after `max_attempts` ─▶ gel.dlx with the reason
 
@@ -10,6 +10,10 @@ log, not re-admitted (AS4-style duplicate elimination): the log holds it once an
 idempotent receiver drops the duplicate delivery by idMensaje. The same idMensaje with other bytes is
 still a replay and refused by the pipeline. Several workers compete on the ingress queue; the
 replay memory they share is the log.
+
+Deliveries are admitted in batches of whatever is waiting (up to `batch_size`, never waiting for more): an idle
+gateway handles one message at a time with no added latency, a busy one reads the replay memory once and
+commits the log once per batch instead of per message.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -28,7 +33,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from broker.gateway.deadlines import ReplyDeadlines
-from broker.gateway.pipeline import Admitted, Duplicate, Pipeline, Rejected
+from broker.gateway.pipeline import Admitted, Arrival, Duplicate, Pipeline, Rejected
 from broker.gateway.records import OperationalRecord, OperationalRecords
 from broker.gelxml import Falla, GelFault, ServiceRef
 from broker.gelxml.envelope import Header, MessageType, build_message, new_header, read_header, serialize
@@ -106,7 +111,7 @@ class Gateway:
     def __init__(self, transport: Transport, pipeline: Pipeline, credential: Credential, *, platform_id: str,
                  prefetch: int = 64, max_attempts: int = 5, records: OperationalRecords | None = None,
                  deadlines: ReplyDeadlines | None = None, sweep_seconds: float = 1.0,
-                 on_routed: Callable[[Routed], None] | None = None) -> None:
+                 on_routed: Callable[[Routed], None] | None = None, batch_size: int = 32) -> None:
         self.transport = transport
         self.pipeline = pipeline
         self.credential = credential
@@ -121,9 +126,16 @@ class Gateway:
         self._stopping = threading.Event()
         self._sweeper: threading.Thread | None = None
         self._bookkeeping = ThreadPoolExecutor(1, thread_name_prefix="gel-gateway-records")
+        self.batch_size = batch_size
+        self._unrecorded: list[OperationalRecord] = []
+        self._unrecorded_lock = threading.Lock()
+        self._arrivals: queue.SimpleQueue[tuple[Delivery, _Clock] | None] = queue.SimpleQueue()
+        self._admitter: threading.Thread | None = None
 
     def start(self) -> None:
         self._stopping.clear()
+        self._admitter = threading.Thread(target=self._admit_until_stopped, name="gel-gateway-admission", daemon=True)
+        self._admitter.start()
         self._consumer = self.transport.consume(INGRESS_QUEUE, self.handle, prefetch=self.prefetch)
         if self.deadlines is not None:
             self._sweeper = threading.Thread(target=self._sweep_until_stopped, name="gel-gateway-deadlines",
@@ -139,19 +151,28 @@ class Gateway:
         if self._sweeper is not None:
             self._sweeper.join(timeout=10)
             self._sweeper = None
+        if self._admitter is not None:
+            self._arrivals.put(None)
+            self._admitter.join(timeout=30)
+            self._admitter = None
         self._bookkeeping.shutdown(wait=True)
         self._bookkeeping = ThreadPoolExecutor(1, thread_name_prefix="gel-gateway-records")
 
     # -- reply deadlines -----------------------------------------------------------------------
-    def _track_replies(self, header: Header) -> None:
+    def _track_replies(self, headers: Sequence[Header]) -> None:
+        """Start the reply clock of admitted requests and stop it for their replies, in one write."""
         if self.deadlines is None:
             return
-        if header.message_type is MessageType.REQUEST and self.pipeline.catalog is not None:
-            entry = self.pipeline.catalog.get(header.service.code, header.service.version)
-            if entry is not None and entry.reply_within_seconds:
-                self.deadlines.expect(header, within_seconds=entry.reply_within_seconds)
-        elif header.message_type in (MessageType.RESPONSE, MessageType.FAULT) and header.correlation_id:
-            self.deadlines.answered(header.correlation_id)
+        expected: list[tuple[Header, int]] = []
+        answered: list[str] = []
+        for header in headers:
+            if header.message_type is MessageType.REQUEST and self.pipeline.catalog is not None:
+                entry = self.pipeline.catalog.get(header.service.code, header.service.version)
+                if entry is not None and entry.reply_within_seconds:
+                    expected.append((header, entry.reply_within_seconds))
+            elif header.message_type in (MessageType.RESPONSE, MessageType.FAULT) and header.correlation_id:
+                answered.append(header.correlation_id)
+        self.deadlines.track(expected, answered)
 
     def _sweep_until_stopped(self) -> None:
         while not self._stopping.wait(self.sweep_seconds):
@@ -189,51 +210,85 @@ class Gateway:
                     fault_code=str(falla.code)))
         return len(expired)
 
-    # -- one delivery --------------------------------------------------------------------------
+    # -- deliveries, in batches ---------------------------------------------------------------
     def handle(self, delivery: Delivery) -> None:
-        started = _Clock(time.perf_counter(), dt.datetime.now(dt.UTC))
-        try:
-            self._process(delivery, started)
-        except TRANSIENT as exc:
-            self._retry(delivery, f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # a bug must not lose the message: park it with its reason
-            log.exception("gateway.unexpected", message_id=delivery.message_id, **_known(_header_of(delivery.body)))
-            self._dead_letter(delivery, f"error interno {type(exc).__name__}: {exc}")
+        """The transport's handler: queue the delivery for the admission thread."""
+        self._arrivals.put((delivery, _Clock(time.perf_counter(), dt.datetime.now(dt.UTC))))
 
-    def _process(self, delivery: Delivery, started: _Clock) -> None:
-        previous = self._already_admitted(delivery)
-        if previous is not None:
-            record, header = previous
-            self._route(delivery, record, self.pipeline.recipients_of(header), started, outcome="reenviado",
-                        chain_id=header.chain_id)
-            return
-        routing = {"cola": delivery.queue, "usuarioAmqp": delivery.user_id or "",
-                   "intento": str(delivery.delivery_count)}
-        outcome = self.pipeline.admit(delivery.body, transport_user=delivery.user_id or ANONYMOUS, routing=routing)
+    def _admit_until_stopped(self) -> None:
+        while (first := self._arrivals.get()) is not None:
+            batch = [first]
+            stop = False
+            while len(batch) < self.batch_size:
+                try:
+                    more = self._arrivals.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self.handle_batch(batch)
+            if stop:
+                return
+
+    def handle_batch(self, batch: Sequence[tuple[Delivery, _Clock]]) -> None:
+        """Admit and route several deliveries; a transient failure sends each back for another attempt."""
+        try:
+            self._process(batch)
+        except TRANSIENT as exc:
+            for delivery, _ in batch:
+                self._retry(delivery, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug must not lose a message: park each with its reason
+            for delivery, _ in batch:
+                log.exception("gateway.unexpected", message_id=delivery.message_id,
+                              **_known(_header_of(delivery.body)))
+                self._dead_letter(delivery, f"error interno {type(exc).__name__}: {exc}")
+
+    def _process(self, batch: Sequence[tuple[Delivery, _Clock]]) -> None:
+        headers = {id(delivery): _header_of(delivery.body) for delivery, _ in batch}
+        known = self.pipeline.log.find_many(h.message_id for h in headers.values() if h is not None)
+        fresh: list[tuple[Delivery, _Clock]] = []
+        for delivery, started in batch:
+            header = headers[id(delivery)]
+            previous = self._already_admitted(delivery, header, known.get(header.message_id, []) if header else [])
+            if previous is not None and header is not None:
+                self._route(delivery, previous, self.pipeline.recipients_of(header), started, outcome="reenviado",
+                            chain_id=header.chain_id)
+            else:
+                fresh.append((delivery, started))
+        outcomes = self.pipeline.admit_batch([Arrival(
+            delivery.body, delivery.user_id or ANONYMOUS,
+            {"cola": delivery.queue, "usuarioAmqp": delivery.user_id or "", "intento": str(delivery.delivery_count)})
+            for delivery, _ in fresh])
+        self._track_replies([o.verified.header for o in outcomes if isinstance(o, Admitted)])
+        for (delivery, started), outcome in zip(fresh, outcomes, strict=True):
+            self._dispatch(delivery, outcome, started, headers[id(delivery)])
+
+    def _dispatch(self, delivery: Delivery, outcome: Admitted | Duplicate | Rejected, started: _Clock,
+                  copy: Header | None) -> None:
         if isinstance(outcome, Admitted):
             header = outcome.verified.header
-            self._track_replies(header)
             if outcome.notice is not None:
                 log.warning("gateway.deprecated_service", message_id=header.message_id, chain_id=header.chain_id,
                             entity=header.sender, recipient=header.recipient, service=str(header.service))
             self._route(delivery, outcome.record, outcome.recipients, started,
                         correlation_id=header.correlation_id, chain_id=header.chain_id, notice=outcome.notice)
         elif isinstance(outcome, Duplicate):
-            copy = _header_of(delivery.body)
             self._route(delivery, outcome.record, outcome.recipients, started, outcome="reenviado",
                         chain_id=copy.chain_id if copy else None)
         else:
             self._refuse(delivery, outcome, started)
 
-    def _already_admitted(self, delivery: Delivery) -> tuple[LogRecord, Header] | None:
+    @staticmethod
+    def _already_admitted(delivery: Delivery, header: Header | None, records: Sequence[LogRecord]) -> LogRecord | None:
         """The log record of this exact message if its sender, on its own connection, already got it admitted."""
-        header = _header_of(delivery.body)
         if header is None:
             return None
         digest = hashlib.sha256(delivery.body).hexdigest()
-        for record in self.pipeline.log.find(header.message_id):
+        for record in records:
             if record.outcome == "aceptado" and record.message_sha256 == digest and record.sender == delivery.user_id:
-                return record, header
+                return record
         return None
 
     def _route(self, delivery: Delivery, record: LogRecord, recipients: tuple[str, ...], started: _Clock, *,
@@ -303,28 +358,33 @@ class Gateway:
             future.add_done_callback(settle)
 
     def _after_routed(self, routed: list[Routed]) -> None:
-        """Logging, operational records and the hook, off the transport's IO thread."""
+        """Logging, operational records and the hook, off the transport's IO thread. Records wait in
+        `_unrecorded` and whichever bookkeeping task runs first writes all that are waiting in one commit."""
+        completed = dt.datetime.now(dt.UTC)
+        with self._unrecorded_lock:
+            self._unrecorded.extend(OperationalRecord(
+                message_id=item.message_id, hop="pasarela", sender=item.sender, recipient=item.recipient,
+                service=item.service, received_at=item.received_at, completed_at=completed,
+                duration_ms=item.elapsed_ms, size_bytes=item.size_bytes, outcome=item.outcome,
+                fault_code=item.fault_code, log_seq=item.record, attempt=item.attempt) for item in routed)
         for item in routed:
             log.info("gateway.routed", message_id=item.message_id, chain_id=item.chain_id, entity=item.sender,
                      recipient=item.recipient, service=item.service, stage=item.stage, outcome=item.outcome,
                      fault=item.fault_code, record=item.record, ms=item.elapsed_ms)
-            if self.records is not None:
-                self._keep_record(item)
-            if self.on_routed is not None:
+        self._keep_records()
+        if self.on_routed is not None:
+            for item in routed:
                 self.on_routed(item)
 
-    def _keep_record(self, routed: Routed) -> None:
-        assert self.records is not None
+    def _keep_records(self) -> None:
+        with self._unrecorded_lock:
+            waiting, self._unrecorded = self._unrecorded, []
+        if self.records is None or not waiting:
+            return
         try:
-            self.records.add(OperationalRecord(
-                message_id=routed.message_id, hop="pasarela", sender=routed.sender, recipient=routed.recipient,
-                service=routed.service, received_at=routed.received_at,
-                completed_at=dt.datetime.now(dt.UTC), duration_ms=routed.elapsed_ms, size_bytes=routed.size_bytes,
-                outcome=routed.outcome, fault_code=routed.fault_code, log_seq=routed.record, attempt=routed.attempt,
-            ))
+            self.records.add_many(waiting)
         except Exception:  # monitoring must never block delivery; the message log holds the evidence
-            log.exception("gateway.record_failed", message_id=routed.message_id, chain_id=routed.chain_id,
-                          entity=routed.sender)
+            log.exception("gateway.record_failed", message_id=waiting[0].message_id, count=len(waiting))
 
     # -- failures ------------------------------------------------------------------------------
     def _retry(self, delivery: Delivery, reason: str) -> None:

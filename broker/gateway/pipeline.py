@@ -11,7 +11,8 @@ Nothing is dropped silently. Routing is the gateway's (broker/gateway/gateway.py
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from broker.catalog import Catalog
@@ -25,7 +26,7 @@ from broker.security.pki import TrustStore
 from broker.security.timestamp import TimeStampAuthority, TimeStampToken
 from broker.security.verification import ReplayGuard, VerifiedMessage, verify_message
 
-__all__ = ["Admitted", "Duplicate", "LogReplayGuard", "Pipeline", "Rejected"]
+__all__ = ["Admitted", "Arrival", "Duplicate", "LogReplayGuard", "Pipeline", "Rejected"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,27 @@ class Rejected:
 
     falla: Falla
     record: LogRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """One delivery to admit: its bytes, the AMQP user RabbitMQ authenticated, and where it came from."""
+
+    data: bytes
+    transport_user: str | None = None
+    routing: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    message: ValidatedMessage
+    verified: VerifiedMessage
+    digest: bytes
+
+
+def _replay(message_id: str) -> Falla:
+    return fault(FaultCode.DUP_REPLAY, location=Location(xpath="/mensaje/encabezado/idMensaje"),
+                 message_id=message_id).falla
 
 
 def _header_if_readable(data: bytes, limits: ParseLimits) -> Header | None:
@@ -109,40 +131,79 @@ class Pipeline:
     def admit(self, data: bytes, *, transport_user: str | None = None,
               routing: dict[str, str] | None = None) -> Admitted | Duplicate | Rejected:
         """Run every stage; `transport_user` is the AMQP user RabbitMQ authenticated for this delivery."""
+        return self.admit_batch([Arrival(data, transport_user, routing or {})])[0]
+
+    def admit_batch(self, arrivals: Sequence[Arrival]) -> list[Admitted | Duplicate | Rejected]:
+        """Run every stage on several deliveries: checks one by one, the replay memory read once, and every
+        log record (admitted or refused) written in one transaction. Outcomes in the order of `arrivals`."""
+        checked = [self._check(a) for a in arrivals]
+        self._refuse_replays(checked)
+        entries: list[tuple[LogEntry, bool]] = []
+        tokens: list[TimeStampToken | None] = []
+        for arrival, item in zip(arrivals, checked, strict=True):
+            if isinstance(item, _Checked):
+                token = self.tsa.stamp(item.digest)
+                tokens.append(token)
+                header = item.verified.header
+                entries.append((LogEntry(
+                    message=arrival.data, message_id=header.message_id, sender=header.sender,
+                    recipient=header.recipient, service=str(header.service), message_type=header.message_type.value,
+                    outcome="aceptado", token=token.der, routing=arrival.routing), True))
+            else:
+                tokens.append(None)
+                entries.append((self._rejection(arrival, item), False))
+        outcomes: list[Admitted | Duplicate | Rejected] = []
+        for arrival, item, token, (record, created) in zip(arrivals, checked, tokens, self.log.append_many(entries),
+                                                           strict=True):
+            if not isinstance(item, _Checked):
+                outcomes.append(Rejected(falla=item, record=record))
+                continue
+            header = item.verified.header
+            if created:
+                assert token is not None
+                outcomes.append(Admitted(message=item.message, verified=item.verified, token=token, record=record,
+                                         recipients=self.recipients_of(header),
+                                         notice=self.catalog.notice(header) if self.catalog is not None else None))
+            elif record.message_sha256 == item.digest.hex():
+                outcomes.append(Duplicate(record=record, recipients=self.recipients_of(header)))
+            else:
+                outcomes.append(self._reject(arrival.data, _replay(header.message_id), arrival.routing))
+        return outcomes
+
+    def _check(self, arrival: Arrival) -> _Checked | Falla:
+        """Parse, validate, authenticate and authorise one delivery (everything before the replay memory)."""
         try:
-            message = check_message(data, self.language(), self.limits)
+            message = check_message(arrival.data, self.language(), self.limits)
             verified = verify_message(message.root, self.trust, replay=None, window=self.window)
             header = verified.header
-            if transport_user is not None and transport_user != header.sender:
+            if arrival.transport_user is not None and arrival.transport_user != header.sender:
                 raise fault(FaultCode.AUTH_TRANSPORT_USER, location=Location(xpath="/mensaje/encabezado/entidadOrigen"),
-                            transport_user=transport_user, claimed=header.sender)
+                            transport_user=arrival.transport_user, claimed=header.sender)
             if self.catalog is not None:
                 self.catalog.authorise(header, routed_request=self.routed_request, platform_id=self.platform_id)
-            if self.replay is not None and not self.replay.first_seen(header.message_id, header.sent_at):
-                raise fault(FaultCode.DUP_REPLAY, location=Location(xpath="/mensaje/encabezado/idMensaje"),
-                            message_id=header.message_id)
         except GelFault as exc:
-            return self._reject(data, exc.falla, routing or {})
-        digest = hashlib.sha256(data)
-        token = self.tsa.stamp(digest.digest())
-        record, created = self.log.append_once(LogEntry(
-            message=data, message_id=header.message_id, sender=header.sender, recipient=header.recipient,
-            service=str(header.service), message_type=header.message_type.value, outcome="aceptado",
-            token=token.der, routing=routing or {},
-        ))
-        if created:
-            return Admitted(message=message, verified=verified, token=token, record=record,
-                            recipients=self.recipients_of(header),
-                            notice=self.catalog.notice(header) if self.catalog is not None else None)
-        if record.message_sha256 == digest.hexdigest():
-            return Duplicate(record=record, recipients=self.recipients_of(header))
-        return self._reject(data, fault(FaultCode.DUP_REPLAY, location=Location(xpath="/mensaje/encabezado/idMensaje"),
-                                        message_id=header.message_id).falla, routing or {})
+            return exc.falla
+        return _Checked(message=message, verified=verified, digest=hashlib.sha256(arrival.data).digest())
 
-    def _reject(self, data: bytes, falla: Falla, routing: dict[str, str]) -> Rejected:
-        header = _header_if_readable(data, self.limits)
-        record = self.log.append(LogEntry(
-            message=data,
+    def _refuse_replays(self, checked: list[_Checked | Falla]) -> None:
+        """Turn a checked message whose idMensaje the replay memory already holds into a DUP_REPLAY fault."""
+        if self.replay is None:
+            return
+        ids = [c.verified.header.message_id for c in checked if isinstance(c, _Checked)]
+        if isinstance(self.replay, LogReplayGuard):
+            known = {m for m, records in self.log.find_many(ids).items()
+                     if any(r.outcome == "aceptado" for r in records)}
+        else:
+            known = {c.verified.header.message_id for c in checked if isinstance(c, _Checked)
+                     and not self.replay.first_seen(c.verified.header.message_id, c.verified.header.sent_at)}
+        for index, item in enumerate(checked):
+            if isinstance(item, _Checked) and item.verified.header.message_id in known:
+                checked[index] = _replay(item.verified.header.message_id)
+
+    def _rejection(self, arrival: Arrival, falla: Falla) -> LogEntry:
+        header = _header_if_readable(arrival.data, self.limits)
+        return LogEntry(
+            message=arrival.data,
             message_id=header.message_id if header else "",
             sender=header.sender if header else "",
             recipient=header.recipient if header else "",
@@ -150,6 +211,9 @@ class Pipeline:
             message_type=header.message_type.value if header else "",
             outcome="rechazado",
             fault_code=str(falla.code),
-            routing=routing,
-        ))
+            routing=arrival.routing,
+        )
+
+    def _reject(self, data: bytes, falla: Falla, routing: dict[str, str]) -> Rejected:
+        record = self.log.append(self._rejection(Arrival(data, None, routing), falla))
         return Rejected(falla=falla, record=record)

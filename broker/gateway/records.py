@@ -7,6 +7,7 @@ Unlike the message log these rows hold no message content and are not chained: t
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,13 +76,19 @@ class OperationalRecords:
         create_tables(_metadata, self._engine)
 
     def add(self, record: OperationalRecord) -> None:
+        self.add_many([record])
+
+    def add_many(self, records: Sequence[OperationalRecord]) -> None:
+        """Write several records in one transaction."""
+        if not records:
+            return
         with self._engine.begin() as connection:
-            connection.execute(insert(_records).values(
-                message_id=record.message_id, hop=record.hop, sender=record.sender, recipient=record.recipient,
-                service=record.service, received_at=iso(record.received_at), completed_at=iso(record.completed_at),
-                duration_ms=record.duration_ms, size_bytes=record.size_bytes, outcome=record.outcome,
-                fault_code=record.fault_code, log_seq=record.log_seq, attempt=record.attempt,
-            ))
+            connection.execute(insert(_records), [dict(
+                message_id=r.message_id, hop=r.hop, sender=r.sender, recipient=r.recipient,
+                service=r.service, received_at=iso(r.received_at), completed_at=iso(r.completed_at),
+                duration_ms=r.duration_ms, size_bytes=r.size_bytes, outcome=r.outcome,
+                fault_code=r.fault_code, log_seq=r.log_seq, attempt=r.attempt,
+            ) for r in records])
 
     def for_message(self, message_id: str) -> list[OperationalRecord]:
         return self._select(select(_records).where(_records.c.message_id == message_id).order_by(_records.c.id))

@@ -20,7 +20,7 @@ import datetime as dt
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -304,41 +304,82 @@ class MessageLog:
         exactly one accepted record; the loser gets the winner's record back."""
         return self._append(entry, once=True)
 
+    def append_many(self, entries: Sequence[tuple[LogEntry, bool]]) -> list[tuple[LogRecord, bool]]:
+        """Record several messages in order in one transaction (one commit for the batch); each pair is
+        (entry, once) with `once` meaning `append_once`. Returns (record, created) per entry."""
+        return self._append_all(entries)
+
     def _append(self, entry: LogEntry, *, once: bool) -> tuple[LogRecord, bool]:
-        if entry.outcome not in OUTCOMES:
-            raise ValueError(f"resultado desconocido {entry.outcome!r}: use 'aceptado' o 'rechazado'")
-        routing = {str(k): str(v) for k, v in entry.routing.items()}
-        digest = hashlib.sha256(entry.message).hexdigest()
+        return self._append_all([(entry, once)])[0]
+
+    def _append_all(self, entries: Sequence[tuple[LogEntry, bool]]) -> list[tuple[LogRecord, bool]]:
+        for entry, _ in entries:
+            if entry.outcome not in OUTCOMES:
+                raise ValueError(f"resultado desconocido {entry.outcome!r}: use 'aceptado' o 'rechazado'")
+        if not entries:
+            return []
+        results: list[tuple[LogRecord, bool]] = []
         with self._local_lock if self._sqlite else _NO_LOCK, self._write() as connection, connection.begin():
             head = connection.execute(
                 select(self._head.c.last_seq, self._head.c.last_hash, self._head.c.last_recorded_at)
                 .where(self._head.c.id == 1).with_for_update()
             ).one()
-            if once:
-                existing = connection.execute(
-                    select(self._log).where(self._log.c.message_id == entry.message_id,
-                                            self._log.c.outcome == "aceptado").order_by(self._log.c.seq).limit(1)
-                ).first()
-                if existing is not None:
-                    return _record_of(existing._mapping), False
-            now = dt.datetime.now(dt.UTC)
-            if head.last_recorded_at is not None:
-                now = max(now, _parse_time(head.last_recorded_at))  # a clock step back must not break order
-            record = LogRecord(
-                seq=head.last_seq + 1, recorded_at=_parse_time(_iso(now)), message_id=entry.message_id,
-                sender=entry.sender, recipient=entry.recipient, service=entry.service,
-                message_type=entry.message_type, outcome=entry.outcome, fault_code=entry.fault_code,
-                message=bytes(entry.message), message_sha256=digest,
-                token=bytes(entry.token) if entry.token is not None else None, routing=routing,
-                prev_hash=head.last_hash, record_hash="",
-            )
-            record = _with_hash(record)
-            connection.execute(insert(self._log).values(**_row_of(record)))
-            connection.execute(
-                update(self._head).where(self._head.c.id == 1)
-                .values(last_seq=record.seq, last_hash=record.record_hash, last_recorded_at=_iso(record.recorded_at))
-            )
-        return record, True
+            last_seq, last_hash = head.last_seq, head.last_hash
+            last_at = _parse_time(head.last_recorded_at) if head.last_recorded_at is not None else None
+            accepted = self._accepted_among(connection, {e.message_id for e, once in entries if once})
+            rows: list[dict[str, Any]] = []
+            for entry, once in entries:
+                if once and entry.message_id in accepted:
+                    results.append((accepted[entry.message_id], False))
+                    continue
+                now = dt.datetime.now(dt.UTC)
+                if last_at is not None:
+                    now = max(now, last_at)  # a clock step back must not break order
+                record = _with_hash(LogRecord(
+                    seq=last_seq + 1, recorded_at=_parse_time(_iso(now)), message_id=entry.message_id,
+                    sender=entry.sender, recipient=entry.recipient, service=entry.service,
+                    message_type=entry.message_type, outcome=entry.outcome, fault_code=entry.fault_code,
+                    message=bytes(entry.message), message_sha256=hashlib.sha256(entry.message).hexdigest(),
+                    token=bytes(entry.token) if entry.token is not None else None,
+                    routing={str(k): str(v) for k, v in entry.routing.items()},
+                    prev_hash=last_hash, record_hash="",
+                ))
+                rows.append(_row_of(record))
+                last_seq, last_hash, last_at = record.seq, record.record_hash, record.recorded_at
+                if entry.outcome == "aceptado":
+                    accepted[entry.message_id] = record
+                results.append((record, True))
+            if rows:
+                connection.execute(insert(self._log), rows)
+                connection.execute(
+                    update(self._head).where(self._head.c.id == 1)
+                    .values(last_seq=last_seq, last_hash=last_hash, last_recorded_at=_iso(last_at)))
+        return results
+
+    def _accepted_among(self, connection: Connection, message_ids: set[str]) -> dict[str, LogRecord]:
+        """The first accepted record of each of these idMensaje values that has one."""
+        if not message_ids:
+            return {}
+        rows = connection.execute(
+            select(self._log).where(self._log.c.message_id.in_(sorted(message_ids)), self._log.c.outcome == "aceptado")
+            .order_by(self._log.c.seq)).all()
+        found: dict[str, LogRecord] = {}
+        for row in rows:
+            found.setdefault(row.message_id, _record_of(row._mapping))
+        return found
+
+    def find_many(self, message_ids: Iterable[str]) -> dict[str, list[LogRecord]]:
+        """Every record of each idMensaje, in one query (the gateway's checks for a batch of deliveries)."""
+        wanted = sorted(set(message_ids))
+        found: dict[str, list[LogRecord]] = {m: [] for m in wanted}
+        if not wanted:
+            return found
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(self._log).where(self._log.c.message_id.in_(wanted))
+                                      .order_by(self._log.c.seq)).all()
+        for row in rows:
+            found[row.message_id].append(_record_of(row._mapping))
+        return found
 
     # -- reading -------------------------------------------------------------------------------
     def get(self, seq: int) -> LogRecord:

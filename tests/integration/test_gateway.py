@@ -252,7 +252,7 @@ def test_a_message_that_keeps_failing_transiently_is_parked_with_its_reason(
     def database_down(*_: object, **__: object) -> None:
         raise OperationalError("INSERT INTO message_log", {}, Exception("la base de datos no responde"))
 
-    monkeypatch.setattr(platform.local.parts.log, "append_once", database_down)
+    monkeypatch.setattr(platform.local.parts.log, "append_many", database_down)
     body = signed("verificarIdentidad-solicitud.xml", platform.pki)
     platform.send(ORCHESTRATOR, body)
     deadline = time.monotonic() + 20

@@ -94,7 +94,7 @@ def test_a_retry_is_logged_with_its_chain(platform: LocalPlatform, pki: DevPKI, 
     def database_down(*_: object, **__: object) -> None:
         raise OperationalError("INSERT INTO message_log", {}, Exception("la base de datos no responde"))
 
-    monkeypatch.setattr(platform.parts.log, "append_once", database_down)
+    monkeypatch.setattr(platform.parts.log, "append_many", database_down)
     body, header = request(pki)
     platform.send(ORCHESTRATOR, body)
     retry = line(logs, "gateway.retry", header.message_id)

@@ -205,3 +205,18 @@ def test_copies_of_one_accepted_message_racing_leave_one_record(database: tuple[
     finally:
         for log in logs:
             log.close()
+
+
+def test_a_batch_is_one_unbroken_stretch_of_the_chain_and_keeps_one_accepted_copy(log: MessageLog) -> None:
+    first = log.append(entry(1))
+    results = log.append_many([(entry(2), True), (entry(3, outcome="rechazado"), False), (entry(2), True),
+                               (entry(1), True), (entry(4), True)])
+    created = [c for _, c in results]
+    assert created == [True, True, False, False, True]
+    assert [r.seq for r, _ in results] == [2, 3, 2, 1, 4], "a repeated idMensaje gets the accepted record back"
+    assert results[0][0].prev_hash == first.record_hash and results[4][0].prev_hash == results[1][0].record_hash
+    assert [r.seq for r in log.records()] == [1, 2, 3, 4]
+    assert log.verify().ok
+    assert {m: [r.seq for r in rs] for m, rs in log.find_many(["msg-1", "msg-3", "msg-9"]).items()} == {
+        "msg-1": [1], "msg-3": [3], "msg-9": []}
+    assert log.append_many([]) == []

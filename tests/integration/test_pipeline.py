@@ -13,8 +13,10 @@ import pytest
 
 from broker.catalog import load_catalog
 from broker.gateway import Admitted, Pipeline, Rejected
-from broker.gateway.pipeline import LogReplayGuard
+from broker.gateway.pipeline import Arrival, Duplicate, LogReplayGuard
 from broker.gelxml import SchemaRegistry
+from broker.gelxml.envelope import reissue
+from broker.gelxml.parsing import parse_untrusted
 from broker.security.evidence import check_record_evidence
 from broker.security.message_log import MessageLog
 from broker.security.pki import DevPKI
@@ -128,3 +130,24 @@ def test_a_reply_passes_only_after_its_request_was_admitted(guarded: Pipeline, p
     assert isinstance(guarded.admit(reply, transport_user=registraduria), Admitted)
     again = guarded.admit(reply, transport_user=registraduria)
     assert isinstance(again, Rejected) and again.falla.code == "GEL-DUP-REPLAY"
+
+
+def test_a_batch_admits_in_order_and_keeps_one_copy_of_a_repeated_message(guarded: Pipeline, pki: DevPKI) -> None:
+    credential = pki.credential(ORCHESTRATOR)
+    template = parse_untrusted(REQUEST.read_bytes())
+    first, other = sign_message(reissue(template), credential), sign_message(reissue(template), credential)
+    altered = parse_untrusted(first)
+    altered.remove(altered[-1])  # the signature
+    altered.find(".//{*}asunto").text = "Otro asunto con el mismo idMensaje"  # type: ignore[union-attr]
+    same_id_other_bytes = sign_message(altered, credential)
+    outcomes = guarded.admit_batch([Arrival(first, ORCHESTRATOR), Arrival(b"<roto"), Arrival(first, ORCHESTRATOR),
+                                    Arrival(other, ORCHESTRATOR), Arrival(same_id_other_bytes, ORCHESTRATOR)])
+    assert [type(o).__name__ for o in outcomes] == ["Admitted", "Rejected", "Duplicate", "Admitted", "Rejected"]
+    assert isinstance(outcomes[0], Admitted) and isinstance(outcomes[2], Duplicate)
+    assert outcomes[2].record.seq == outcomes[0].record.seq
+    assert isinstance(outcomes[4], Rejected) and outcomes[4].falla.code == "GEL-DUP-REPLAY"
+    again = guarded.admit_batch([Arrival(first, ORCHESTRATOR)])
+    assert isinstance(again[0], Rejected) and again[0].falla.code == "GEL-DUP-REPLAY", "the log is the replay memory"
+    assert [r.outcome for r in guarded.log.records()] == ["aceptado", "rechazado", "aceptado", "rechazado",
+                                                         "rechazado"]
+    assert guarded.log.verify(check_record_evidence(pki.trust_store())).ok

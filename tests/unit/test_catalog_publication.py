@@ -193,3 +193,25 @@ def test_the_command_line_publishes_and_names_every_finding_of_a_refusal(
         assert back.exit_code == 1 and "GEL-CAT-STATUS" in back.output
     finally:
         get_settings.cache_clear()
+
+
+def test_processes_starting_together_seed_the_catalog_once(tmp_path: Path, registry: SchemaRegistry) -> None:
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'gel.db'}"
+    stores = [CatalogStore(url) for _ in range(4)]
+    added: list[int] = []
+    barrier = threading.Barrier(len(stores))
+
+    def seed(store: CatalogStore) -> None:
+        barrier.wait()
+        added.append(store.seed(ROOT / "deploy" / "catalog.yaml", registry))
+
+    threads = [threading.Thread(target=seed, args=(s,)) for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(added) == [0, 0, 0, len(registry.services)]
+    assert len(stores[0].records()) == len(registry.services)
+    assert len(stores[0].history(limit=1000)) == len(registry.services), "each version seeded exactly once"
