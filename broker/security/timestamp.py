@@ -126,6 +126,8 @@ class TimeStampAuthority:
         self._lock = threading.Lock()
         self._last_micros = 0
         self._instance = secrets.randbits(32)
+        self._encoder: _TokenEncoder | None = None
+        self._encoder = self._fast_encoder()
 
     def _certificate(self) -> asn1_x509.Certificate:
         return asn1_x509.Certificate.load(self._certificate_der)
@@ -141,11 +143,27 @@ class TimeStampAuthority:
         if len(digest) != DIGEST_SIZE:
             raise ValueError(f"se esperaba un resumen SHA-256 de {DIGEST_SIZE} bytes, llegaron {len(digest)}")
         gen_time = self._clock().astimezone(dt.UTC).replace(microsecond=0)
+        serial = self._next_serial()
+        if self._encoder is not None:
+            der = self._encoder.token(digest, serial, gen_time, nonce, self._signature)
+        else:
+            der = self._reference_token(digest, serial, gen_time, nonce, self._signature)
+        return TimeStampToken(der=der, gen_time=gen_time, serial=serial, digest=bytes(digest), policy=self.policy)
+
+    def _signature(self, signed_attributes: bytes) -> tuple[bytes, str]:
+        key = self.credential.private_key
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return key.sign(signed_attributes, ec.ECDSA(hashes.SHA256())), "sha256_ecdsa"
+        return key.sign(signed_attributes, padding.PKCS1v15(), hashes.SHA256()), "sha256_rsa"
+
+    def _reference_token(self, digest: bytes, serial: int, gen_time: dt.datetime, nonce: int | None,
+                         sign: Callable[[bytes], tuple[bytes, str]]) -> bytes:
+        """The token built value by value with asn1crypto: the reference the fast encoder must equal."""
         fields: dict[str, object] = {
             "version": "v1",
             "policy": self.policy,
             "message_imprint": {"hash_algorithm": {"algorithm": "sha256"}, "hashed_message": digest},
-            "serial_number": self._next_serial(),
+            "serial_number": serial,
             "gen_time": gen_time,
             "accuracy": {"seconds": 1},
             "ordering": False,
@@ -153,12 +171,7 @@ class TimeStampAuthority:
         }
         if nonce is not None:
             fields["nonce"] = nonce
-        tst_info = tsp.TSTInfo(fields)
-        der = self._sign(tst_info, gen_time)
-        return _token_of(der, tst_info)
-
-    def _sign(self, tst_info: tsp.TSTInfo, gen_time: dt.datetime) -> bytes:
-        content = tst_info.dump()
+        content = tsp.TSTInfo(fields).dump()
         attributes = cms.CMSAttributes([
             cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}),
             cms.CMSAttribute({"type": "signing_time", "values": [cms.Time({"utc_time": gen_time})]}),
@@ -166,14 +179,8 @@ class TimeStampAuthority:
             cms.CMSAttribute({"type": "signing_certificate_v2", "values": [
                 tsp.SigningCertificateV2.load(self._signing_certificate_der)]}),
         ])
+        signature, algorithm = sign(attributes.dump())
         certificate = self._certificate()
-        key = self.credential.private_key
-        if isinstance(key, ec.EllipticCurvePrivateKey):
-            signature = key.sign(attributes.dump(), ec.ECDSA(hashes.SHA256()))
-            algorithm = "sha256_ecdsa"
-        else:
-            signature = key.sign(attributes.dump(), padding.PKCS1v15(), hashes.SHA256())
-            algorithm = "sha256_rsa"
         signer = cms.SignerInfo({
             "version": "v1",
             "sid": cms.SignerIdentifier({"issuer_and_serial_number": cms.IssuerAndSerialNumber({
@@ -193,6 +200,19 @@ class TimeStampAuthority:
         })
         return cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
 
+    def _fast_encoder(self) -> _TokenEncoder | None:
+        """The template encoder, if it reproduces the reference byte for byte (checked once, here)."""
+        encoder = _TokenEncoder(self)
+        moment = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+        for nonce in (None, 0x0123456789ABCDEF):
+            def fixed(_attributes: bytes) -> tuple[bytes, str]:
+                return b"\x30\x06\x02\x01\x01\x02\x01\x02", encoder.algorithm
+            for serial in (1, 0x80, (1_700_000_000_000_000 << 32) | 0xFFFFFFFF):
+                reference = self._reference_token(bytes(range(32)), serial, moment, nonce, fixed)
+                if encoder.token(bytes(range(32)), serial, moment, nonce, fixed) != reference:
+                    return None
+        return encoder
+
     def stamp_batch(self, digests: Sequence[bytes]) -> list[BatchTimeStamp]:
         """Stamp many digests with one token over their Merkle root; each gets its path to the root."""
         if not digests:
@@ -200,6 +220,83 @@ class TimeStampAuthority:
         root, paths = _merkle(digests)
         token = self.stamp(root)
         return [BatchTimeStamp(token, bytes(d), path) for d, path in zip(digests, paths, strict=True)]
+
+
+# -- DER by template ---------------------------------------------------------------------------
+def _length(size: int) -> bytes:
+    if size < 0x80:
+        return bytes([size])
+    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(octets)]) + octets
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    return bytes([tag]) + _length(len(content)) + content
+
+
+def _integer(value: int) -> bytes:
+    return _tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=False))
+
+
+class _TokenEncoder:
+    """Tokens of one TSA assembled from pre-encoded constant parts: only the digest, serial, times, nonce and
+    signature vary. asn1crypto spends ~1 ms building each token value by value (75 % of the gateway's
+    admission cost, measured with cProfile on batches of 32); this spends tens of microseconds. The TSA
+    checks at start-up that it reproduces asn1crypto's encoding byte for byte, else it is not used."""
+
+    def __init__(self, tsa: TimeStampAuthority) -> None:
+        certificate = tsa._certificate()
+        sha256 = algos.DigestAlgorithm({"algorithm": "sha256"}).dump()
+        self.algorithm = "sha256_ecdsa" if isinstance(tsa.credential.private_key, ec.EllipticCurvePrivateKey) \
+            else "sha256_rsa"
+        self._policy = core.ObjectIdentifier(tsa.policy).dump()
+        self._imprint_algorithm = sha256
+        self._accuracy = tsp.Accuracy({"seconds": 1}).dump()
+        self._tsa_name = _tlv(0xA0, asn1_x509.GeneralName({"directory_name": certificate.subject}).dump())
+        self._content_type_attribute = cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}).dump()
+        self._certificate_attribute = cms.CMSAttribute({"type": "signing_certificate_v2", "values": [
+            tsp.SigningCertificateV2.load(tsa._signing_certificate_der)]}).dump()
+        self._signing_time_oid = core.ObjectIdentifier("1.2.840.113549.1.9.5").dump()
+        self._message_digest_oid = core.ObjectIdentifier("1.2.840.113549.1.9.4").dump()
+        self._sid = cms.IssuerAndSerialNumber({"issuer": certificate.issuer,
+                                               "serial_number": certificate.serial_number}).dump()
+        self._digest_algorithm = sha256
+        self._signature_algorithms = {name: algos.SignedDigestAlgorithm({"algorithm": name}).dump()
+                                      for name in ("sha256_ecdsa", "sha256_rsa")}
+        self._digest_algorithms = _tlv(0x31, sha256)
+        self._tst_info_oid = core.ObjectIdentifier("1.2.840.113549.1.9.16.1.4").dump()
+        self._certificates = _tlv(0xA0, certificate.dump())
+        self._signed_data_oid = core.ObjectIdentifier("1.2.840.113549.1.7.2").dump()
+
+    def tst_info(self, digest: bytes, serial: int, gen_time: dt.datetime, nonce: int | None) -> bytes:
+        return _tlv(0x30, b"".join((
+            b"\x02\x01\x01", self._policy,
+            _tlv(0x30, self._imprint_algorithm + _tlv(0x04, digest)),
+            _integer(serial), _tlv(0x18, gen_time.strftime("%Y%m%d%H%M%SZ").encode("ascii")),
+            self._accuracy, b"" if nonce is None else _integer(nonce), self._tsa_name,
+        )))
+
+    def token(self, digest: bytes, serial: int, gen_time: dt.datetime, nonce: int | None,
+              sign: Callable[[bytes], tuple[bytes, str]]) -> bytes:
+        content = self.tst_info(digest, serial, gen_time, nonce)
+        attributes = b"".join((
+            self._content_type_attribute,
+            _tlv(0x30, self._signing_time_oid + _tlv(0x31, _tlv(0x17, gen_time.strftime("%y%m%d%H%M%SZ")
+                                                               .encode("ascii")))),
+            _tlv(0x30, self._message_digest_oid + _tlv(0x31, _tlv(0x04, hashlib.sha256(content).digest()))),
+            self._certificate_attribute,
+        ))
+        signature, algorithm = sign(_tlv(0x31, attributes))
+        signer = _tlv(0x30, b"".join((
+            b"\x02\x01\x01", self._sid, self._digest_algorithm, _tlv(0xA0, attributes),
+            self._signature_algorithms[algorithm], _tlv(0x04, signature),
+        )))
+        signed_data = _tlv(0x30, b"".join((
+            b"\x02\x01\x03", self._digest_algorithms,
+            _tlv(0x30, self._tst_info_oid + _tlv(0xA0, _tlv(0x04, content))),
+            self._certificates, _tlv(0x31, signer),
+        )))
+        return _tlv(0x30, self._signed_data_oid + _tlv(0xA0, signed_data))
 
 
 # -- Merkle tree -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import random
 import subprocess
 from pathlib import Path
 
@@ -381,3 +382,24 @@ def test_xmlsec1_still_verifies_after_stamping(pki: DevPKI, tsa: TimeStampAuthor
     tampered = subprocess.run([xmlsec1, "--verify", "--trusted-pem", str(pki.root_cert_path), str(path)],
                               capture_output=True, text=True, timeout=30, check=False)
     assert tampered.returncode != 0
+
+
+@pytest.mark.parametrize("kind", ["ec", "rsa"])
+def test_the_template_encoder_reproduces_asn1crypto_byte_for_byte(pki: DevPKI, rsa_pki: DevPKI, kind: str) -> None:
+    """Tokens are assembled from pre-encoded parts for speed; asn1crypto's value-by-value build is the reference."""
+    authority = TimeStampAuthority((pki if kind == "ec" else rsa_pki).tsa_credential())
+    encoder = authority._encoder
+    assert encoder is not None, "the TSA fell back to the slow path: its self-check failed"
+    generator = random.Random(7)
+    for _ in range(50):
+        digest = generator.randbytes(32)
+        serial = generator.getrandbits(generator.choice([7, 8, 64, 96, 200]))
+        moment = dt.datetime(generator.randint(2000, 2049), 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+        nonce = generator.choice([None, 0, 127, 128, generator.getrandbits(64)])
+        signature = generator.randbytes(generator.choice([70, 71, 72, 256]))
+
+        def fixed(_attributes: bytes, signature: bytes = signature) -> tuple[bytes, str]:
+            return signature, encoder.algorithm
+
+        assert encoder.token(digest, serial, moment, nonce, fixed) == authority._reference_token(
+            digest, serial, moment, nonce, fixed)
