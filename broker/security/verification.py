@@ -3,9 +3,10 @@
 The order is deliberate. The signature's *shape* is checked first (one ds:Signature, last child of
 `mensaje`, one Reference URI="" with exactly the enveloped + exclusive C14N transforms, our algorithms):
 anything else is a wrapping attempt. Then the certificate (chain to a trusted root, validity, CRL,
-key usage), then the cryptography. Only the content signxml reports as signed is used afterwards, so a
-header smuggled outside the signed tree is never read. Freshness and replay are checked last, after the
-sender is proven, so forged messages cannot poison the replay cache.
+key usage), then the cryptography: the fixed-profile fast path (`broker.security.xmldsig`), or signxml,
+the reference implementation, when `engine="signxml"`. Only the content reported as signed is used
+afterwards, so a header smuggled outside the signed tree is never read. Freshness and replay are checked
+last, after the sender is proven, so forged messages cannot poison the replay cache.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from signxml.exceptions import InvalidDigest, InvalidInput, InvalidSignature
 from broker.gelxml.envelope import Header, read_header
 from broker.gelxml.faults import FaultCode, Location, fault
 from broker.gelxml.parsing import DEFAULT_LIMITS, ParseLimits, parse_untrusted
+from broker.security import xmldsig
 from broker.security.pki import TrustStore, entity_id_of, subject_label
-from broker.security.signing import DS, SIGNATURE_METHODS
+from broker.security.signing import DS, SIGNATURE_METHODS, Engine
 
 __all__ = [
     "MemoryReplayGuard",
@@ -171,13 +173,23 @@ def check_certificate(certificate: x509.Certificate, trust: TrustStore, at: date
                     detail="su keyUsage no incluye digitalSignature ni nonRepudiation")
 
 
-def verify_signature(root: etree._Element, trust: TrustStore, *, at: datetime | None = None
-                     ) -> tuple[etree._Element, x509.Certificate, etree._Element]:
+def verify_signature(root: etree._Element, trust: TrustStore, *, at: datetime | None = None,
+                     engine: Engine = "fast") -> tuple[etree._Element, x509.Certificate, etree._Element]:
     """Check shape, certificate and signature; return (signed content, certificate, ds:Signature)."""
     now = at or datetime.now(UTC)
     signature = _signature_shape(root)
     certificate = _signer_certificate(signature)
     check_certificate(certificate, trust, now)
+    if engine == "signxml":
+        return _verify_with_signxml(root, certificate), certificate, signature
+    try:
+        signed = xmldsig.verify(root, signature, certificate)
+    except xmldsig.SignatureError as exc:
+        raise fault(FaultCode.AUTH_BAD_SIGNATURE, location=_SIG_PATH, detail=_reason(exc)) from None
+    return signed, certificate, signature
+
+
+def _verify_with_signxml(root: etree._Element, certificate: x509.Certificate) -> etree._Element:
     pem = certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
     try:
         result = XMLVerifier().verify(root, x509_cert=pem, expect_config=_EXPECT)
@@ -187,20 +199,22 @@ def verify_signature(root: etree._Element, trust: TrustStore, *, at: datetime | 
     if signed is None or signed.tag != root.tag:
         raise fault(FaultCode.AUTH_SIGNATURE_LOCATION, location=_SIG_PATH,
                     detail="la referencia no cubre el mensaje completo")
-    return signed, certificate, signature
+    return signed
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, InvalidDigest):
+    if isinstance(exc, InvalidDigest | xmldsig.DigestMismatch):
         return "el resumen del contenido firmado no coincide"
-    if isinstance(exc, InvalidSignature):
+    if isinstance(exc, InvalidSignature | xmldsig.SignatureValueMismatch):
         return "el valor de la firma no corresponde a la clave del certificado"
+    if isinstance(exc, xmldsig.OutsideProfile):
+        return f"la firma no sigue el perfil admitido: {exc}"
     return f"firma ilegible: {exc}"
 
 
 def verify_message(message: bytes | etree._Element, trust: TrustStore, *, replay: ReplayGuard | None = None,
                    window: timedelta | None = timedelta(seconds=300), now: datetime | None = None,
-                   limits: ParseLimits = DEFAULT_LIMITS) -> VerifiedMessage:
+                   limits: ParseLimits = DEFAULT_LIMITS, engine: Engine = "fast") -> VerifiedMessage:
     """Authenticate a message; raise `GelFault` with a GEL-AUTH-* or GEL-DUP-* code when it fails.
 
     `now` is the instant certificates must be valid at (for evidence checked years later, pass the time
@@ -208,7 +222,7 @@ def verify_message(message: bytes | etree._Element, trust: TrustStore, *, replay
     """
     root = parse_untrusted(message, limits) if isinstance(message, bytes) else message
     instant = now or datetime.now(UTC)
-    signed, certificate, signature = verify_signature(root, trust, at=instant)
+    signed, certificate, signature = verify_signature(root, trust, at=instant, engine=engine)
     header = read_header(signed)
     signer = entity_id_of(certificate)
     if signer != header.sender:
