@@ -24,6 +24,7 @@ embedded scenario is measured.
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import queue
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.gelxml_bench import ROOT
 from bench.harness import Measurement
-from bench.transport_bench import AMQP_URL, bench_vhost_name, delete_vhost, rabbitmq_unavailable
+from bench.transport_bench import AMQP_URL, bench_vhost_name, delete_vhost, rabbitmq_unavailable, rabbitmqctl
 from broker.gateway.gateway import Routed
 from broker.gateway.local import open_platform
 from broker.gateway.runtime import GatewayParts, build_gateway, gateway_amqp_url
@@ -235,6 +236,53 @@ def embedded_scenario(directory: Path, pki: DevPKI, count: int) -> Outcome:
     return outcome
 
 
+def _stored_password_works(credentials_file: Path, user: str) -> bool | None:
+    """Whether the node accepts `user` with the password stored in `credentials_file` (None: cannot tell)."""
+    import pika
+    from pika.exceptions import AMQPError, ProbableAccessDeniedError, ProbableAuthenticationError
+
+    try:
+        url = load_credentials(credentials_file, vhost="gel-bench-login-probe").url(AMQP_URL, user)
+    except Exception:  # no file, or no password for `user` in it
+        return False
+    parameters = pika.URLParameters(url)
+    parameters.connection_attempts, parameters.socket_timeout, parameters.blocked_connection_timeout = 1, 5, 5
+    pika_log = logging.getLogger("pika")
+    level = pika_log.level
+    pika_log.setLevel(logging.CRITICAL)  # a refused login is an expected answer here, not an error to print
+    try:
+        pika.BlockingConnection(parameters).close()  # the probe vhost does not exist: normally refused below
+        return True
+    except ProbableAuthenticationError:
+        return False
+    except ProbableAccessDeniedError:  # logged in, then refused the (missing) vhost: the password is right
+        return True
+    except AMQPError as exc:
+        return False if "ACCESS_REFUSED" in str(exc) else None
+    finally:
+        pika_log.setLevel(level)
+
+
+def platform_users_in_use(credentials_file: Path) -> str | None:
+    """Why the platform topology must not be applied now, or None.
+
+    RabbitMQ users are node-wide and `apply_topology` sets their passwords to `credentials_file`'s. When the node
+    holds other passwords for them (another checkout's test run or demo applied its own file) and one of those
+    users has a connection open right now, applying would lock that run out (its next logins are refused)."""
+    if _stored_password_works(credentials_file, GATEWAY) is not False:
+        return None
+    ids = {entity.id for entity in load_entities(ENTITIES_FILE)}
+    listed = rabbitmqctl("list_connections", "user", "vhost").splitlines()
+    connected = sorted({(parts[0], parts[1]) for line in listed if len(parts := line.split("\t")) >= 2
+                        and parts[0] in ids})
+    if not connected:
+        return None
+    user, vhost = connected[0]
+    return (f"another run is connected as the platform's RabbitMQ users ({len(connected)} connections, e.g. {user} "
+            f"on vhost {vhost}) with passwords other than {credentials_file}'s: applying the topology would reset "
+            "them and lock it out; run again when it has finished")
+
+
 @dataclass
 class BenchVhost:
     """A vhost of this run's own with the platform topology, and the node-wide file of the users' passwords
@@ -245,6 +293,11 @@ class BenchVhost:
     relogins: int = 0
 
     def apply(self) -> None:
+        """Apply the platform topology (which sets the node-wide users' passwords to this file's), unless that
+        would lock out another run connected right now as those users with other passwords."""
+        in_use = platform_users_in_use(self.credentials_file)
+        if in_use is not None:
+            raise RuntimeError(in_use)
         apply_topology(load_entities(ENTITIES_FILE), credentials_file=self.credentials_file, vhost=self.name)
 
     def connect(self, user: str, label: str) -> RabbitMQTransport:
