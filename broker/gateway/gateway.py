@@ -260,7 +260,7 @@ class Gateway:
         outcomes = self.pipeline.admit_batch([Arrival(
             delivery.body, delivery.user_id or ANONYMOUS,
             {"cola": delivery.queue, "usuarioAmqp": delivery.user_id or "", "intento": str(delivery.delivery_count)})
-            for delivery, _ in fresh])
+            for delivery, _ in fresh], logged=known)
         self._track_replies([o.verified.header for o in outcomes if isinstance(o, Admitted)])
         for (delivery, started), outcome in zip(fresh, outcomes, strict=True):
             self._dispatch(delivery, outcome, started, headers[id(delivery)])

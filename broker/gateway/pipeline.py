@@ -11,7 +11,7 @@ Nothing is dropped silently. Routing is the gateway's (broker/gateway/gateway.py
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -133,11 +133,14 @@ class Pipeline:
         """Run every stage; `transport_user` is the AMQP user RabbitMQ authenticated for this delivery."""
         return self.admit_batch([Arrival(data, transport_user, routing or {})])[0]
 
-    def admit_batch(self, arrivals: Sequence[Arrival]) -> list[Admitted | Duplicate | Rejected]:
+    def admit_batch(self, arrivals: Sequence[Arrival], *, logged: Mapping[str, Sequence[LogRecord]] | None = None
+                    ) -> list[Admitted | Duplicate | Rejected]:
         """Run every stage on several deliveries: checks one by one, the replay memory read once, and every
-        log record (admitted or refused) written in one transaction. Outcomes in the order of `arrivals`."""
+        log record (admitted or refused) written in one transaction. Outcomes in the order of `arrivals`.
+        `logged` is what the caller just read from the log for these idMensaje values (the gateway reads it for
+        its redelivery check), so the replay memory is not read a second time."""
         checked = [self._check(a) for a in arrivals]
-        self._refuse_replays(checked)
+        self._refuse_replays(checked, logged)
         entries: list[tuple[LogEntry, bool]] = []
         tokens: list[TimeStampToken | None] = []
         for arrival, item in zip(arrivals, checked, strict=True):
@@ -185,14 +188,15 @@ class Pipeline:
             return exc.falla
         return _Checked(message=message, verified=verified, digest=hashlib.sha256(arrival.data).digest())
 
-    def _refuse_replays(self, checked: list[_Checked | Falla]) -> None:
+    def _refuse_replays(self, checked: list[_Checked | Falla],
+                        logged: Mapping[str, Sequence[LogRecord]] | None) -> None:
         """Turn a checked message whose idMensaje the replay memory already holds into a DUP_REPLAY fault."""
         if self.replay is None:
             return
         ids = [c.verified.header.message_id for c in checked if isinstance(c, _Checked)]
         if isinstance(self.replay, LogReplayGuard):
-            known = {m for m, records in self.log.find_many(ids).items()
-                     if any(r.outcome == "aceptado" for r in records)}
+            records = logged if logged is not None and all(i in logged for i in ids) else self.log.find_many(ids)
+            known = {m for m, found in records.items() if any(r.outcome == "aceptado" for r in found)}
         else:
             known = {c.verified.header.message_id for c in checked if isinstance(c, _Checked)
                      and not self.replay.first_seen(c.verified.header.message_id, c.verified.header.sent_at)}
