@@ -6,10 +6,19 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
 
 from broker.api.auth import CatalogManagerRole, CatalogReader, Principal
 from broker.api.errors import ERROR_RESPONSES, ApiError, ErrorBody, not_found
+from broker.api.models import (
+    Acceso,
+    CambioCatalogo,
+    CambioEstado,
+    Hallazgo,
+    Publicacion,
+    PublicacionRechazada,
+    ResultadoPublicacion,
+    ServicioCatalogo,
+)
 from broker.api.routes.common import AUTHENTICATED_RESPONSES
 from broker.catalog import CatalogCode, CatalogError, ServiceStatus
 from broker.catalog.management import Actor, CatalogManager
@@ -22,85 +31,8 @@ Code = Annotated[str, Path(description="Código del servicio (lowerCamelCase).",
                            pattern=r"^[a-z][A-Za-z0-9]*$")]
 Version = Annotated[str, Path(description="Versión mayor.menor.", min_length=3, max_length=16,
                               pattern=r"^\d+\.\d+$")]
-EntityId = Annotated[str, Field(description="Identificador de la entidad (p. ej. CO/GOB/899999007).", min_length=3,
-                                max_length=64, pattern=r"^[A-Z]{2}/[A-Z]+/\d+$")]
 _STATUS = {CatalogCode.NOT_FOUND: 404, CatalogCode.NOT_OWNER: 403, CatalogCode.VERSION_EXISTS: 409,
            CatalogCode.STATUS: 409}
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class ServicioCatalogo(_Model):
-    cod_servicio: str = Field(description="Código del servicio.")
-    version: str = Field(description="Versión.")
-    dominio: str = Field(description="Dominio GEL-XML (Vivienda, Registro, Salud, …).")
-    espacio_nombres: str = Field(description="Espacio de nombres XML del servicio.")
-    estado: str = Field(description="activo, obsoleto (sigue atendiendo; migre) o retirado (la pasarela lo rechaza).")
-    entidad_propietaria: str = Field(description="Entidad dueña de la publicación.")
-    descripcion: str = Field(description="Descripción del servicio.")
-    proveedores: list[str] = Field(description="Entidades que atienden el servicio.")
-    suscriptores: list[str] = Field(description="Entidades que reciben sus eventos.")
-    consumidores: list[str] | None = Field(
-        description="Entidades autorizadas a llamarlo (solo para el operador y la entidad propietaria).")
-    plazo_respuesta_segundos: int | None = Field(description="Plazo del proveedor para responder.")
-    muestras: list[str] = Field(description="Mensajes de ejemplo disponibles (solicitud, respuesta, evento).")
-    origen: str = Field(description="archivo (esquema de la plataforma) o publicado (por la API o gel catalog).")
-    publicado_el: str = Field(description="Fecha de publicación (UTC).")
-    actualizado_el: str = Field(description="Fecha del último cambio (UTC).")
-
-
-class Hallazgo(_Model):
-    archivo: str = Field(description="Esquema o muestra donde está el problema.")
-    linea: int | None = Field(description="Línea, si se conoce.")
-    codigo: str = Field(description="Código del hallazgo (GEL-LINT-…, GEL-VALID-…).")
-    severidad: str = Field(description="error o aviso.")
-    descripcion: str = Field(description="Qué está mal y cómo corregirlo.")
-
-
-class PublicacionRechazada(ErrorBody):
-    hallazgos: list[Hallazgo] = Field(default_factory=list, description="Hallazgos que impiden la publicación "
-                                      "(ausente si lo inválido es la solicitud misma).")
-
-
-class Publicacion(_Model):
-    esquema: str = Field(description="XSD del servicio (texto), con sus raíces entrada… y salida….",
-                         min_length=1, max_length=2_000_000)
-    entidad_propietaria: EntityId
-    proveedores: list[EntityId] = Field(default_factory=list, max_length=50,
-                                        description="Entidades que lo atienden (por defecto, la propietaria).")
-    consumidores: list[EntityId] = Field(default_factory=list, max_length=500,
-                                         description="Entidades autorizadas a llamarlo (por defecto, ninguna).")
-    suscriptores: list[EntityId] = Field(default_factory=list, max_length=500,
-                                         description="Entidades que reciben sus eventos.")
-    plazo_respuesta_segundos: int | None = Field(default=None, ge=1, le=30 * 86400,
-                                                 description="Plazo del proveedor para responder.")
-    descripcion: str | None = Field(default=None, max_length=2000,
-                                    description="Descripción (por defecto, la documentación del esquema).")
-    muestras: dict[Literal["solicitud", "respuesta", "evento"], str] = Field(
-        default_factory=dict, description="Mensajes de ejemplo completos (sobre GEL-XML sin firmar) por tipo.")
-
-
-class ResultadoPublicacion(_Model):
-    creado: bool = Field(description="Falso si la misma versión ya estaba publicada con el mismo esquema.")
-    servicio: ServicioCatalogo
-    avisos: list[Hallazgo] = Field(description="Hallazgos que no impiden publicar.")
-
-
-class CambioEstado(_Model):
-    estado: ServiceStatus = Field(description="activo, obsoleto o retirado (un servicio retirado no vuelve).")
-
-
-class Acceso(_Model):
-    entidad: EntityId
-
-
-class CambioCatalogo(_Model):
-    fecha: str = Field(description="Momento del cambio (UTC).")
-    actor: str = Field(description="Quién lo hizo.")
-    accion: str = Field(description="sembrado, publicado, estado, acceso_otorgado o acceso_revocado.")
-    detalle: dict[str, Any] = Field(description="Datos del cambio.")
 
 
 def _manager(request: Request) -> CatalogManager:
