@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,7 +170,7 @@ class CatalogStore:
         return found[0]
 
     @staticmethod
-    def _record(row: Mapping[str, Any], callers: Sequence[str]) -> ServiceRecord:
+    def _record(row: Any, callers: Sequence[str]) -> ServiceRecord:
         return ServiceRecord(
             code=row["code"], version=row["version"], domain=row["domain"], namespace=row["namespace"],
             owner=row["owner"], description=row["description"], status=ServiceStatus(row["status"]),

@@ -145,13 +145,13 @@ class Pipeline:
         tokens: list[TimeStampToken | None] = []
         for arrival, item in zip(arrivals, checked, strict=True):
             if isinstance(item, _Checked):
-                token = self.tsa.stamp(item.digest)
-                tokens.append(token)
+                stamped = self.tsa.stamp(item.digest)
+                tokens.append(stamped)
                 header = item.verified.header
                 entries.append((LogEntry(
                     message=arrival.data, message_id=header.message_id, sender=header.sender,
                     recipient=header.recipient, service=str(header.service), message_type=header.message_type.value,
-                    outcome="aceptado", token=token.der, routing=arrival.routing), True))
+                    outcome="aceptado", token=stamped.der, routing=arrival.routing), True))
             else:
                 tokens.append(None)
                 entries.append((self._rejection(arrival, item), False))

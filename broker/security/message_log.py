@@ -350,6 +350,7 @@ class MessageLog:
                     accepted[entry.message_id] = record
                 results.append((record, True))
             if rows:
+                assert last_at is not None
                 connection.execute(insert(self._log), rows)
                 connection.execute(
                     update(self._head).where(self._head.c.id == 1)
