@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from sqlalchemy import Column, Index, Integer, MetaData, String, Table, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from broker.gelxml.envelope import Header, MessageType, ServiceRef
@@ -65,6 +66,7 @@ class PendingReply:
 
 class ReplyDeadlines:
     def __init__(self, url: str) -> None:
+        self.url = url
         self._engine = open_engine(url)
         create_tables(_metadata, self._engine)
 
@@ -89,26 +91,34 @@ class ReplyDeadlines:
         moment = now or dt.datetime.now(dt.UTC)
         try:
             with self._engine.begin() as connection:
-                ids = [header.message_id for header, _ in expected]
-                present = {r.message_id for r in connection.execute(
-                    select(_pending.c.message_id).where(_pending.c.message_id.in_(ids)))} if ids else set()
-                rows = [dict(message_id=h.message_id, sender=h.sender, recipient=h.recipient,
-                             service_code=h.service.code, service_version=h.service.version,
-                             within_seconds=within, chain_id=h.chain_id, radicado=h.radicado,
-                             deadline=iso(moment + dt.timedelta(seconds=within)), state=ReplyState.PENDING.value)
-                        for h, within in {h.message_id: (h, w) for h, w in expected}.values()
-                        if h.message_id not in present]
-                if rows:
-                    connection.execute(insert(_pending), rows)
-                if answered:
-                    connection.execute(update(_pending).where(
-                        _pending.c.message_id.in_(list(answered)), _pending.c.state != ReplyState.ANSWERED.value,
-                    ).values(state=ReplyState.ANSWERED.value))
+                self.track_in(connection, expected, answered, now=moment)
         except IntegrityError:  # another worker inserted one of them meanwhile: one by one, idempotently
             for header, within in expected:
                 self.expect(header, within_seconds=within, now=moment)
             for request_id in answered:
                 self.answered(request_id)
+
+    @staticmethod
+    def track_in(connection: Connection, expected: Sequence[tuple[Header, int]], answered: Sequence[str], *,
+                 now: dt.datetime | None = None) -> None:
+        """`track` inside a caller's transaction: the gateway's log append, which serialises the workers, so
+        the admitted records and the reply clocks they start commit together."""
+        moment = now or dt.datetime.now(dt.UTC)
+        ids = [header.message_id for header, _ in expected]
+        present = {r.message_id for r in connection.execute(
+            select(_pending.c.message_id).where(_pending.c.message_id.in_(ids)))} if ids else set()
+        rows = [dict(message_id=h.message_id, sender=h.sender, recipient=h.recipient,
+                     service_code=h.service.code, service_version=h.service.version,
+                     within_seconds=within, chain_id=h.chain_id, radicado=h.radicado,
+                     deadline=iso(moment + dt.timedelta(seconds=within)), state=ReplyState.PENDING.value)
+                for h, within in {h.message_id: (h, w) for h, w in expected}.values()
+                if h.message_id not in present]
+        if rows:
+            connection.execute(insert(_pending), rows)
+        if answered:
+            connection.execute(update(_pending).where(
+                _pending.c.message_id.in_(list(answered)), _pending.c.state != ReplyState.ANSWERED.value,
+            ).values(state=ReplyState.ANSWERED.value))
 
     def answered(self, request_id: str) -> bool:
         """Mark the request answered; True when it was still waiting (or had expired) and now is not."""

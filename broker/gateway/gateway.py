@@ -30,6 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from broker.gateway.deadlines import ReplyDeadlines
@@ -159,10 +160,8 @@ class Gateway:
         self._bookkeeping = ThreadPoolExecutor(1, thread_name_prefix="gel-gateway-records")
 
     # -- reply deadlines -----------------------------------------------------------------------
-    def _track_replies(self, headers: Sequence[Header]) -> None:
-        """Start the reply clock of admitted requests and stop it for their replies, in one write."""
-        if self.deadlines is None:
-            return
+    def _reply_clocks(self, headers: Sequence[Header]) -> tuple[list[tuple[Header, int]], list[str]]:
+        """Which admitted requests start a reply clock (their service has a deadline), which replies stop one."""
         expected: list[tuple[Header, int]] = []
         answered: list[str] = []
         for header in headers:
@@ -172,7 +171,11 @@ class Gateway:
                     expected.append((header, entry.reply_within_seconds))
             elif header.message_type in (MessageType.RESPONSE, MessageType.FAULT) and header.correlation_id:
                 answered.append(header.correlation_id)
-        self.deadlines.track(expected, answered)
+        return expected, answered
+
+    def _track_replies_in(self, connection: Connection, headers: list[Header]) -> None:
+        assert self.deadlines is not None
+        self.deadlines.track_in(connection, *self._reply_clocks(headers))
 
     def _sweep_until_stopped(self) -> None:
         while not self._stopping.wait(self.sweep_seconds):
@@ -257,11 +260,13 @@ class Gateway:
                             chain_id=header.chain_id)
             else:
                 fresh.append((delivery, started))
+        shared = self.deadlines is not None and self.deadlines.url == self.pipeline.log.url
         outcomes = self.pipeline.admit_batch([Arrival(
             delivery.body, delivery.user_id or ANONYMOUS,
             {"cola": delivery.queue, "usuarioAmqp": delivery.user_id or "", "intento": str(delivery.delivery_count)})
-            for delivery, _ in fresh], logged=known)
-        self._track_replies([o.verified.header for o in outcomes if isinstance(o, Admitted)])
+            for delivery, _ in fresh], logged=known, on_admitted=self._track_replies_in if shared else None)
+        if self.deadlines is not None and not shared:
+            self.deadlines.track(*self._reply_clocks([o.verified.header for o in outcomes if isinstance(o, Admitted)]))
         for (delivery, started), outcome in zip(fresh, outcomes, strict=True):
             self._dispatch(delivery, outcome, started, headers[id(delivery)])
 

@@ -11,9 +11,11 @@ Nothing is dropped silently. Routing is the gateway's (broker/gateway/gateway.py
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+
+from sqlalchemy.engine import Connection
 
 from broker.catalog import Catalog
 from broker.catalog.live import LiveCatalog
@@ -133,12 +135,14 @@ class Pipeline:
         """Run every stage; `transport_user` is the AMQP user RabbitMQ authenticated for this delivery."""
         return self.admit_batch([Arrival(data, transport_user, routing or {})])[0]
 
-    def admit_batch(self, arrivals: Sequence[Arrival], *, logged: Mapping[str, Sequence[LogRecord]] | None = None
+    def admit_batch(self, arrivals: Sequence[Arrival], *, logged: Mapping[str, Sequence[LogRecord]] | None = None,
+                    on_admitted: Callable[[Connection, list[Header]], None] | None = None,
                     ) -> list[Admitted | Duplicate | Rejected]:
         """Run every stage on several deliveries: checks one by one, the replay memory read once, and every
         log record (admitted or refused) written in one transaction. Outcomes in the order of `arrivals`.
         `logged` is what the caller just read from the log for these idMensaje values (the gateway reads it for
-        its redelivery check), so the replay memory is not read a second time."""
+        its redelivery check), so the replay memory is not read a second time. `on_admitted` writes, in the
+        log's transaction, what follows from the headers of the messages admitted (the gateway's reply clocks)."""
         checked = [self._check(a) for a in arrivals]
         self._refuse_replays(checked, logged)
         entries: list[tuple[LogEntry, bool]] = []
@@ -155,9 +159,15 @@ class Pipeline:
             else:
                 tokens.append(None)
                 entries.append((self._rejection(arrival, item), False))
+        def within(connection: Connection, results: list[tuple[LogRecord, bool]]) -> None:
+            if on_admitted is not None:
+                admitted = zip(checked, results, strict=True)
+                on_admitted(connection, [item.verified.header for item, (_, created) in admitted
+                                         if isinstance(item, _Checked) and created])
+
         outcomes: list[Admitted | Duplicate | Rejected] = []
-        for arrival, item, token, (record, created) in zip(arrivals, checked, tokens, self.log.append_many(entries),
-                                                           strict=True):
+        appended = self.log.append_many(entries, also=within if on_admitted is not None else None)
+        for arrival, item, token, (record, created) in zip(arrivals, checked, tokens, appended, strict=True):
             if not isinstance(item, _Checked):
                 outcomes.append(Rejected(falla=item, record=record))
                 continue

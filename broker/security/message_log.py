@@ -304,15 +304,20 @@ class MessageLog:
         exactly one accepted record; the loser gets the winner's record back."""
         return self._append(entry, once=True)
 
-    def append_many(self, entries: Sequence[tuple[LogEntry, bool]]) -> list[tuple[LogRecord, bool]]:
+    def append_many(self, entries: Sequence[tuple[LogEntry, bool]], *,
+                    also: Callable[[Connection, list[tuple[LogRecord, bool]]], None] | None = None,
+                    ) -> list[tuple[LogRecord, bool]]:
         """Record several messages in order in one transaction (one commit for the batch); each pair is
-        (entry, once) with `once` meaning `append_once`. Returns (record, created) per entry."""
-        return self._append_all(entries)
+        (entry, once) with `once` meaning `append_once`. Returns (record, created) per entry. `also` writes
+        what must commit with these records, in the same transaction, knowing which were created."""
+        return self._append_all(entries, also)
 
     def _append(self, entry: LogEntry, *, once: bool) -> tuple[LogRecord, bool]:
         return self._append_all([(entry, once)])[0]
 
-    def _append_all(self, entries: Sequence[tuple[LogEntry, bool]]) -> list[tuple[LogRecord, bool]]:
+    def _append_all(self, entries: Sequence[tuple[LogEntry, bool]],
+                    also: Callable[[Connection, list[tuple[LogRecord, bool]]], None] | None = None,
+                    ) -> list[tuple[LogRecord, bool]]:
         for entry, _ in entries:
             if entry.outcome not in OUTCOMES:
                 raise ValueError(f"resultado desconocido {entry.outcome!r}: use 'aceptado' o 'rechazado'")
@@ -355,6 +360,8 @@ class MessageLog:
                 connection.execute(
                     update(self._head).where(self._head.c.id == 1)
                     .values(last_seq=last_seq, last_hash=last_hash, last_recorded_at=_iso(last_at)))
+            if also is not None:
+                also(connection, results)
         return results
 
     def _accepted_among(self, connection: Connection, message_ids: set[str]) -> dict[str, LogRecord]:
