@@ -152,7 +152,7 @@ def check_certificate(certificate: x509.Certificate, trust: TrustStore, at: date
         raise fault(FaultCode.AUTH_EXPIRED, location=_SIG_PATH, subject=subject,
                     not_after=certificate.not_valid_after_utc.isoformat())
     revoked = trust.revocation_of(certificate)
-    if revoked is not None:
+    if revoked is not None and revoked.revocation_date_utc <= at:  # a signature made before stays evidence
         raise fault(FaultCode.AUTH_REVOKED, location=_SIG_PATH, subject=subject,
                     serial=format(certificate.serial_number, "x"),
                     revoked_at=revoked.revocation_date_utc.isoformat())

@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -151,3 +152,20 @@ def test_a_batch_admits_in_order_and_keeps_one_copy_of_a_repeated_message(guarde
     assert [r.outcome for r in guarded.log.records()] == ["aceptado", "rechazado", "aceptado", "rechazado",
                                                          "rechazado"]
     assert guarded.log.verify(check_record_evidence(pki.trust_store())).ok
+
+
+def test_revoking_a_key_later_leaves_the_log_verifiable(registry: SchemaRegistry, fresh_pki: DevPKI,
+                                                        tmp_path: Path) -> None:
+    """Each record is checked at its own time stamp: a revocation after it does not void the evidence."""
+    log = MessageLog(f"sqlite:///{tmp_path / 'log.db'}")
+    pipeline = Pipeline(registry=registry, trust=fresh_pki.trust_store(),
+                        tsa=TimeStampAuthority(fresh_pki.tsa_credential()), log=log, replay=None, window=None)
+    credential = fresh_pki.credential(ORCHESTRATOR)
+    assert isinstance(pipeline.admit(sign_message(REQUEST.read_bytes(), credential)), Admitted)
+    time.sleep(1.1)  # CRL dates have one-second precision
+    fresh_pki.revoke(ORCHESTRATOR)
+    assert log.verify(check_record_evidence(fresh_pki.trust_store())).ok
+    again = sign_message(reissue(parse_untrusted(REQUEST.read_bytes())), credential)
+    refused = Pipeline(registry=registry, trust=fresh_pki.trust_store(), tsa=pipeline.tsa, log=log, replay=None,
+                       window=None).admit(again)
+    assert isinstance(refused, Rejected) and refused.falla.code == "GEL-AUTH-REVOKED", "new messages are refused"

@@ -171,6 +171,16 @@ def test_revoked_certificate_is_refused(fresh_pki: DevPKI) -> None:
     expect(FaultCode.AUTH_REVOKED, lambda: verify_message(signed, fresh_pki.trust_store()))
 
 
+def test_a_signature_made_before_the_revocation_still_verifies_at_its_time(fresh_pki: DevPKI) -> None:
+    """Evidence is checked at its time stamp: revoking a key later must not void what it signed before."""
+    signed = sign_message(unsigned_message(), fresh_pki.credential(FONVIVIENDA))
+    signed_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+    fresh_pki.revoke(FONVIVIENDA)
+    trust = fresh_pki.trust_store()
+    assert verify_message(signed, trust, window=None, now=signed_at).signer == FONVIVIENDA
+    expect(FaultCode.AUTH_REVOKED, lambda: verify_message(signed, trust, window=None))
+
+
 def test_certificate_without_signing_usage_is_refused(fresh_pki: DevPKI, entities: EntityRegistry) -> None:
     row = fresh_pki.issue(entities.get(FONVIVIENDA), signing=False)
     signed = sign_message(unsigned_message(), fresh_pki.credential_for(row))
