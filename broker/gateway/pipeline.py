@@ -24,7 +24,7 @@ from broker.gelxml.envelope import Header, MessageType, read_header
 from broker.gelxml.faults import FaultCode, Location, fault
 from broker.gelxml.parsing import DEFAULT_LIMITS, parse_untrusted
 from broker.security.message_log import LogEntry, LogRecord, MessageLog
-from broker.security.pki import TrustStore
+from broker.security.pki import LiveTrustStore, TrustStore
 from broker.security.timestamp import TimeStampAuthority, TimeStampToken
 from broker.security.verification import ReplayGuard, VerifiedMessage, verify_message
 
@@ -103,7 +103,7 @@ class LogReplayGuard:
 @dataclass(frozen=True, slots=True)
 class Pipeline:
     registry: SchemaRegistry
-    trust: TrustStore
+    trust: TrustStore | LiveTrustStore
     tsa: TimeStampAuthority
     log: MessageLog
     replay: ReplayGuard | None
@@ -187,7 +187,8 @@ class Pipeline:
         """Parse, validate, authenticate and authorise one delivery (everything before the replay memory)."""
         try:
             message = check_message(arrival.data, self.language(), self.limits)
-            verified = verify_message(message.root, self.trust, replay=None, window=self.window)
+            trust = self.trust.current() if isinstance(self.trust, LiveTrustStore) else self.trust
+            verified = verify_message(message.root, trust, replay=None, window=self.window)
             header = verified.header
             if arrival.transport_user is not None and arrival.transport_user != header.sender:
                 raise fault(FaultCode.AUTH_TRANSPORT_USER, location=Location(xpath="/mensaje/encabezado/entidadOrigen"),

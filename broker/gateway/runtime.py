@@ -14,7 +14,7 @@ from broker.gateway.records import OperationalRecords
 from broker.gelxml import load_registry
 from broker.security.entities import load_entities
 from broker.security.message_log import MessageLog
-from broker.security.pki import DevPKI
+from broker.security.pki import DevPKI, LiveTrustStore
 from broker.security.timestamp import TimeStampAuthority
 from broker.settings import Settings
 from broker.transport.abc import Transport
@@ -61,7 +61,7 @@ def build_gateway(settings: Settings, transport: Transport, *, on_routed: Callab
     log = MessageLog(settings.database_url)
     registry = load_registry(settings.schemas_dir)
     pipeline = Pipeline(
-        registry=registry, trust=pki.trust_store(),
+        registry=registry, trust=LiveTrustStore(pki.directory),
         tsa=TimeStampAuthority(pki.tsa_credential()), log=log, replay=LogReplayGuard(log),
         window=timedelta(seconds=settings.replay_window_seconds), limits=settings.parse_limits,
         catalog=open_catalog(settings, registry), platform_id=platform_id,

@@ -19,7 +19,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -40,6 +42,7 @@ __all__ = [
     "Credential",
     "DevPKI",
     "IssuedCertificate",
+    "LiveTrustStore",
     "TrustStore",
     "entity_id_of",
     "load_certificates",
@@ -108,6 +111,39 @@ class TrustStore:
                 if revoked is not None:
                     return revoked
         return None
+
+
+class LiveTrustStore:
+    """A PKI folder's trust store for a long-running verifier: a new `crl.pem` (a revocation) or root takes
+    effect without a restart. The files' modification times are looked at most every `refresh_seconds`."""
+
+    def __init__(self, directory: Path, *, refresh_seconds: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.directory = directory
+        self.refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._stamp = self._stamps()
+        self._store = TrustStore.from_dir(directory)
+        self._checked_at = clock()
+
+    def _stamps(self) -> tuple[float, ...]:
+        return tuple(path.stat().st_mtime if path.exists() else 0.0
+                     for path in (self.directory / "root-ca.pem", self.directory / "crl.pem"))
+
+    def current(self) -> TrustStore:
+        if self._clock() - self._checked_at < self.refresh_seconds or not self._lock.acquire(blocking=False):
+            return self._store
+        try:
+            self._checked_at = self._clock()
+            stamp = self._stamps()
+            if stamp != self._stamp:
+                self._store, self._stamp = TrustStore.from_dir(self.directory), stamp
+        except (OSError, ValueError):
+            pass  # a file caught mid-write: keep the last good store, look again next time
+        finally:
+            self._lock.release()
+        return self._store
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,7 +86,7 @@ def test_a_request_is_answered_with_a_signed_reply_and_receipt(scene: Scene) -> 
     receipt = next(m for m in got if m.header.message_type is MessageType.RECEIPT)
     assert reply.signer == REGISTRADURIA and reply.header.correlation_id == request_id
     sent = scene.caller.store.sent(message_id=request_id)[0].body
-    verify_receipt(receipt.body, sent, scene.platform.parts.pipeline.trust)
+    verify_receipt(receipt.body, sent, scene.provider.trust)
     assert scene.calls == [request_id]
     assert scene.provider.store.state(request_id) is InboxState.DONE
 

@@ -278,3 +278,22 @@ def test_an_unreadable_message_without_a_publisher_is_parked_not_dropped(platfor
     assert delivery.body == b"\x00 esto no es XML" and "GEL-PARSE" in delivery.headers[HEADER_REASON]
     refused = [r for r in platform.local.parts.log.records() if r.outcome == "rechazado"]
     assert len(refused) == 1 and refused[0].fault_code.startswith("GEL-PARSE")
+
+
+def test_a_revocation_reaches_the_running_gateway_without_a_restart(tmp_path: Path, fresh_pki: DevPKI) -> None:
+    """The gateway re-reads crl.pem when it changes (LiveTrustStore): a revoked key is refused from then on."""
+    settings = Settings(certs_dir=fresh_pki.directory, database_url=f"sqlite:///{tmp_path / 'gel.db'}",
+                        schemas_dir=ROOT / "schemas", entities_file=ENTITIES_FILE, catalog_file=CATALOG_FILE)
+    platform = Platform(open_platform(settings, "embedded"), fresh_pki)
+    try:
+        credential = fresh_pki.credential(ORCHESTRATOR)
+        template = parse_untrusted((SAMPLES / "valid" / "verificarIdentidad-solicitud.xml").read_bytes())
+        platform.send(ORCHESTRATOR, sign_message(reissue(template), credential))
+        assert platform.wait_routed(1)[0].outcome == "entregado"
+        fresh_pki.revoke(ORCHESTRATOR)
+        time.sleep(2.2)  # LiveTrustStore looks at crl.pem at most every 2 s
+        platform.send(ORCHESTRATOR, sign_message(reissue(template), credential))
+        refused = platform.wait_routed(2)[1]
+        assert refused.outcome == "rechazado" and refused.fault_code == "GEL-AUTH-REVOKED", refused
+    finally:
+        platform.local.close()
