@@ -12,12 +12,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import chain_bench, gateway_bench, gelxml_bench, log_bench, relay_bench, security_bench, transport_bench
+from bench import (
+    chain_bench,
+    gateway_bench,
+    gelxml_bench,
+    log_bench,
+    relay_bench,
+    scale_bench,
+    security_bench,
+    transport_bench,
+)
 
 SUITES: dict[str, Callable[[float], dict[str, Any]]] = {
     "gelxml": gelxml_bench.run, "security": security_bench.run, "log": log_bench.run,
     "transport": transport_bench.run, "gateway": gateway_bench.run, "relay": relay_bench.run,
-    "chains": chain_bench.run}
+    "chains": chain_bench.run, "scale": scale_bench.run}
 DESCRIPTIONS = {
     "gelxml": "parse + validate a ~2 KB GEL-XML message (lxml, XSD, header rules)",
     "security": "signing, verification and time-stamping against the raw cryptography",
@@ -27,14 +36,22 @@ DESCRIPTIONS = {
     "relay": "full pipeline (sender signs → gateway → receiver verifies) beside the raw two-hop relay\n"
              "             on the same RabbitMQ: msg/s, ratio, latency at 50 % load, CPU per stage",
     "chains": "housing chains through the orchestrator alone (no bus): chains/s, overhead per step p50/p99",
+    "scale": "routing to 1 vs 1,200 entity quorum queues (msg/s, ratio); 10,000 chain instances in flight:\n"
+             "             start time, orchestrator RSS, store size, reply → next step p50/p99 at 150 and 10,000",
 }
 HEADLINE = ("raw_relay_msgs_per_s", "pipeline_msgs_per_s", "pipeline_ratio", "pipeline_p99_ms",
-            "chain_step_overhead_p99_ms")
+            "chain_step_overhead_p99_ms", "scale_queues_ratio", "scale_queues_type", "scale_quorum_fanout_queues",
+            "scale_quorum_fanout_ratio", "scale_chains_in_flight", "scale_orchestrator_rss_mb",
+            "scale_chain_step_overhead_p99_ms")
 """Top-level keys of latest.json (null when the suite that measures them did not run or could not)."""
 TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "pipeline_ratio": ("≥ 0.50 (pipeline ≥ 50 % of the raw ceiling)", lambda v: v >= 0.5),
     "pipeline_p99_ms": ("< 25 ms at 50 % of the sustained rate", lambda v: v < 25.0),
     "chain_step_overhead_p99_ms": ("< 50 ms", lambda v: v < 50.0),
+    "scale_queues_ratio": ("≥ 0.90 (1,200 queues vs 1, scale_queues_type)", lambda v: v >= 0.9),
+    "scale_quorum_fanout_ratio": ("≥ 0.90 (quorum: that many queues vs 1)", lambda v: v >= 0.9),
+    "scale_chains_in_flight": ("10,000 instances in flight", lambda v: v >= 10_000),
+    "scale_chain_step_overhead_p99_ms": ("< 50 ms with 10,000 in flight", lambda v: v < 50.0),
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -42,10 +59,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def _epilog() -> str:
     lines = ["suites (all of them, in this order, unless --only is given):"]
     lines += [f"  {name:10} {DESCRIPTIONS.get(name, '')}" for name in sorted(SUITES)]
-    lines += ["", "The relay, gateway and transport suites need RabbitMQ (GEL_AMQP_URL, default 127.0.0.1:5672) and",
-              "rabbitmqctl (each works in a vhost of its own, deleted afterwards); without it they measure what they",
-              "can. Results go to bench/results/latest.json; its top-level keys (null when not measured):",
-              "  " + ", ".join(HEADLINE[:3]) + ",", "  " + ", ".join(HEADLINE[3:]) + " (relay and chains suites)."]
+    lines += ["", "The relay, gateway, transport and scale suites need RabbitMQ (GEL_AMQP_URL, default 127.0.0.1:5672)",
+              "and rabbitmqctl (each works in a vhost of its own, deleted afterwards); without it they measure what",
+              "they can. Results go to bench/results/latest.json; its top-level keys (null when not measured):",
+              "  " + ", ".join(HEADLINE[:3]) + ",", "  " + ", ".join(HEADLINE[3:5]) + " (relay and chains suites),",
+              "  " + ", ".join(HEADLINE[5:8]) + ",", "  " + ", ".join(HEADLINE[8:10]) + ",",
+              "  " + ", ".join(HEADLINE[10:]) + " (scale suite)."]
     return "\n".join(lines)
 
 
