@@ -16,7 +16,7 @@ from adapters.sdk.runtime import Adapter, Handler, Incoming, RetryPolicy
 from adapters.sdk.store import AdapterStore
 from broker.gelxml import load_registry
 from broker.gelxml.registry import SchemaRegistry
-from broker.security.pki import DevPKI
+from broker.security.pki import DevPKI, LiveTrustStore
 from broker.settings import Settings
 from broker.transport.abc import Transport
 
@@ -94,7 +94,7 @@ def assemble(config: AdapterConfig, settings: Settings, transport: Transport, *,
             handlers[(provided.service, provided.version)] = mapped_handler(provided, config, connector, registry)
     store = AdapterStore(config.store_url)
     adapter = Adapter(
-        config.entity, transport, pki.credential(config.entity), pki.trust_store(), store, handlers,
+        config.entity, transport, pki.credential(config.entity), LiveTrustStore(pki.directory), store, handlers,
         retry=RetryPolicy(config.retry.attempts, config.retry.initial, config.retry.maximum),
         receipts=config.receipts, prefetch=config.prefetch, connector=connector,
         on_message=cast(Callable[[Incoming], None], import_callable(config.on_message)) if config.on_message else None,

@@ -39,7 +39,7 @@ from broker.gelxml.envelope import (
 )
 from broker.gelxml.faults import FaultCode, fault
 from broker.logs import get_logger
-from broker.security.pki import Credential, TrustStore
+from broker.security.pki import Credential, LiveTrustStore, TrustStore
 from broker.security.receipts import build_receipt
 from broker.security.signing import sign_element
 from broker.security.timestamp import verify_token
@@ -115,7 +115,7 @@ class RetryPolicy:
 class Adapter:
     """One entity on the bus: answers the services it provides and calls others, durably."""
 
-    def __init__(self, entity: str, transport: Transport, credential: Credential, trust: TrustStore,
+    def __init__(self, entity: str, transport: Transport, credential: Credential, trust: TrustStore | LiveTrustStore,
                  store: AdapterStore, handlers: Mapping[tuple[str, str], Handler], *,
                  retry: RetryPolicy = RetryPolicy(), receipts: bool = True, prefetch: int = 16,
                  on_message: Callback | None = None, relay_interval: float = 1.0,
@@ -217,10 +217,11 @@ class Adapter:
             self._wake.set()
 
     def _verify(self, delivery: Delivery) -> Incoming:
-        verified: VerifiedMessage = verify_message(delivery.body, self.trust, window=None)
+        trust = self.trust.current() if isinstance(self.trust, LiveTrustStore) else self.trust
+        verified: VerifiedMessage = verify_message(delivery.body, trust, window=None)
         token = delivery.headers.get(HEADER_TIMESTAMP)
         if token:
-            verify_token(base64.b64decode(token), digest=hashlib.sha256(delivery.body).digest(), trust=self.trust)
+            verify_token(base64.b64decode(token), digest=hashlib.sha256(delivery.body).digest(), trust=trust)
         return Incoming(header=verified.header, payload=payload_of(verified.root), body=delivery.body,
                         signer=verified.signer)
 

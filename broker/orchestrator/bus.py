@@ -29,7 +29,7 @@ from broker.orchestrator.lint import lint_definition
 from broker.orchestrator.payloads import PayloadError, build_payload, capture
 from broker.orchestrator.runtime import Orchestrator
 from broker.orchestrator.store import OrchestratorStore
-from broker.security.pki import DevPKI
+from broker.security.pki import DevPKI, LiveTrustStore
 from broker.settings import Settings
 from broker.transport.abc import Transport
 
@@ -152,8 +152,8 @@ def open_orchestrator(settings: Settings, transport: Transport, *, store_url: st
                                   + "; ".join(f.format() for f in errors))
     pki = DevPKI(settings.certs_dir)
     store = AdapterStore(store_url or settings.orchestrator_database_url)
-    adapter = Adapter(ORCHESTRATOR_ID, transport, pki.credential(ORCHESTRATOR_ID), pki.trust_store(), store, {},
-                      relay_interval=relay_interval, prefetch=prefetch)
+    adapter = Adapter(ORCHESTRATOR_ID, transport, pki.credential(ORCHESTRATOR_ID), LiveTrustStore(pki.directory),
+                      store, {}, relay_interval=relay_interval, prefetch=prefetch)
     orchestrator = Orchestrator(OrchestratorStore(store.engine), Engine(registry), library, BusDispatcher(adapter),
                                 folder=str(settings.chains_dir))
     latest_versions: dict[str, ChainDefinition] = {}
