@@ -487,23 +487,26 @@ def warm_up(sender: Transport, sink: Arrivals, messages: Sequence[OutgoingMessag
 
 
 # -- worker processes -------------------------------------------------------------------------------------
-def _relay_worker(url: str, ready: Any, stop: Any, results: Any) -> None:
-    """The raw relay: consume `ingress`, republish the body with the confirm in flight, ack once confirmed."""
+def relay_worker(url: str, ingress: str, exchange: str, routing_key: str | None, label: str,
+                 ready: Any, stop: Any, results: Any) -> None:
+    """The gateway's routing discipline without the admission: consume `ingress` at the gateway's prefetch,
+    republish each body to `exchange` (under `routing_key`, or the delivery's own key when None) with the
+    confirm in flight, ack the ingress delivery once the republish is confirmed. No XML work."""
     from broker.transport.rabbitmq import RabbitMQTransport
 
     quieten("WARNING")
     counts = {"relayed": 0, "failed": 0}
     lock = threading.Lock()
     try:
-        transport = RabbitMQTransport(url, user_label="gel-bench-relay")
+        transport = RabbitMQTransport(url, user_label=label)
     except Exception as exc:
         ready.put(f"relay: {type(exc).__name__}: {exc}")
         raise
 
     def handle(delivery: Delivery) -> None:
         future = transport.publish(OutgoingMessage(
-            exchange=RAW_DELIVER_EXCHANGE, routing_key=RAW_KEY, body=delivery.body, message_id=delivery.message_id,
-            content_type="application/xml"))
+            exchange=exchange, routing_key=routing_key or delivery.routing_key, body=delivery.body,
+            message_id=delivery.message_id, content_type="application/xml"))
 
         def settle(done: Future[None]) -> None:
             ok = done.exception() is None
@@ -516,7 +519,7 @@ def _relay_worker(url: str, ready: Any, stop: Any, results: Any) -> None:
 
         future.add_done_callback(settle)
 
-    consumer = transport.consume(RAW_INGRESS, handle, prefetch=PREFETCH)
+    consumer = transport.consume(ingress, handle, prefetch=PREFETCH)
     ready.put(None)
     stop.wait()
     consumer.cancel()
@@ -622,7 +625,8 @@ def raw_relay(body: bytes) -> Iterator[RawRelay]:
             setup = RabbitMQTransport(url, user_label="gel-bench-relay-setup")
             opened.append(setup)
             setup.declare(RAW_TOPOLOGY)
-            with WorkerProcess(_relay_worker, (url,), "gel-bench-relay") as relay, \
+            with WorkerProcess(relay_worker, (url, RAW_INGRESS, RAW_DELIVER_EXCHANGE, RAW_KEY, "gel-bench-relay"),
+                               "gel-bench-relay") as relay, \
                     sink_process(url, RAW_DESTINATION) as (arrivals, consumer_pid):
                 sender = RabbitMQTransport(url, user_label="gel-bench-relay-publisher")
                 opened.append(sender)

@@ -85,7 +85,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from bench.chain_bench import CAJA, CHAIN_FILE, likeliest_reply
-from bench.gateway_bench import ENTITIES_FILE, ORCHESTRATOR, PREFETCH, REGISTRADURIA
+from bench.gateway_bench import ENTITIES_FILE, ORCHESTRATOR, REGISTRADURIA
 from bench.gelxml_bench import ROOT
 from bench.relay_bench import (
     Arrivals,
@@ -94,6 +94,7 @@ from bench.relay_bench import (
     WorkerProcess,
     _signed,
     raw_count,
+    relay_worker,
     run_burst,
     warm_up,
 )
@@ -108,7 +109,7 @@ from broker.orchestrator.store import OrchestratorStore, instances
 from broker.security.entities import Entity, load_entities
 from broker.security.pki import DevPKI
 from broker.storage import open_engine
-from broker.transport.abc import Binding, Delivery, OutgoingMessage, QueueSpec, Topology
+from broker.transport.abc import Binding, OutgoingMessage, QueueSpec, Topology
 from broker.transport.topology import (
     DEAD_LETTER_EXCHANGE,
     DELIVER_EXCHANGE,
@@ -188,47 +189,6 @@ def _mb(kb: int | None) -> float | None:
 
 
 # -- part 1: routing across many entity queues ------------------------------------------------------------
-def _relay_worker(url: str, ready: Any, stop: Any, results: Any) -> None:
-    """The gateway's routing discipline without the admission: consume `gel.ingress` at prefetch 64, republish
-    each body to `gel.deliver` under the recipient's key (the ingress routing key), confirm in flight, ack the
-    ingress delivery once the republish is confirmed."""
-    from concurrent.futures import Future
-
-    from broker.transport.rabbitmq import RabbitMQTransport
-
-    quieten("WARNING")
-    counts = {"relayed": 0, "failed": 0}
-    lock = threading.Lock()
-    try:
-        transport = RabbitMQTransport(url, user_label="gel-scale-relay")
-    except Exception as exc:
-        ready.put(f"relay: {type(exc).__name__}: {exc}")
-        raise
-
-    def handle(delivery: Delivery) -> None:
-        future = transport.publish(OutgoingMessage(
-            exchange=DELIVER_EXCHANGE, routing_key=delivery.routing_key, body=delivery.body,
-            message_id=delivery.message_id, content_type="application/xml"))
-
-        def settle(done: Future[None]) -> None:
-            ok = done.exception() is None
-            if ok:
-                transport.ack(delivery)
-            else:
-                transport.nack(delivery, requeue=True)
-            with lock:
-                counts["relayed" if ok else "failed"] += 1
-
-        future.add_done_callback(settle)
-
-    consumer = transport.consume(INGRESS_QUEUE, handle, prefetch=PREFETCH)
-    ready.put(None)
-    stop.wait()
-    consumer.cancel()
-    transport.close()
-    results.put(counts)
-
-
 def _drain_worker(url: str, queues: Sequence[str], label: str, arrivals: Any, ready: Any, stop: Any,
                   results: Any) -> None:
     """The consuming end: one pika connection, one channel, one consumer per queue (prefetch 100 each); acks
@@ -403,7 +363,8 @@ def routing(seconds: float, body: bytes) -> tuple[dict[str, Any], list[dict[str,
         stack.callback(sender.close)
         sender.declare(platform_topology([single]))
         sender.declare(entity_topology([single_classic], "classic"))
-        relay = stack.enter_context(WorkerProcess(_relay_worker, (url,), "gel-scale-relay"))
+        relay_args = (url, INGRESS_QUEUE, DELIVER_EXCHANGE, None, "gel-scale-relay")
+        relay = stack.enter_context(WorkerProcess(relay_worker, relay_args, "gel-scale-relay"))
         one, one_sink = stack.enter_context(drain_process(
             url, [entity_queue(single.id), entity_queue(single_classic.id)], "gel-scale-drain-1"))
         warm_up(sender, one, _messages(body, [single.id], WARM_UP))

@@ -45,12 +45,10 @@ from broker.security.signing import sign_element
 from broker.security.timestamp import verify_token
 from broker.security.verification import VerifiedMessage, verify_message
 from broker.transport.abc import Consumer, Delivery, OutgoingMessage, Transport, TransportError
-from broker.transport.topology import INGRESS_EXCHANGE, entity_key, entity_queue
+from broker.transport.topology import HEADER_NOTICE, HEADER_TIMESTAMP, INGRESS_EXCHANGE, entity_key, entity_queue
 
 __all__ = ["Adapter", "Handler", "HandlerContext", "Incoming", "RetryPolicy"]
 
-HEADER_TIMESTAMP = "x-gel-sello"
-HEADER_NOTICE = "x-gel-aviso"
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,8 @@ from broker.settings import get_settings
 app = typer.Typer(help="Catálogo de servicios de intercambio: publicar, consultar, cambiar estado y accesos.",
                   no_args_is_help=True)
 
+Code = Annotated[str, typer.Argument(help="Código del servicio (p. ej. consultarSisben).")]
+Version = Annotated[str, typer.Argument(help="Versión (p. ej. 1.0).")]
 STATUS_WORDS = {ServiceStatus.ACTIVE: "activo", ServiceStatus.DEPRECATED: "obsoleto (migre a una versión activa)",
                 ServiceStatus.RETIRED: "retirado (la pasarela lo rechaza)"}
 
@@ -110,8 +112,7 @@ def list_services(
 
 
 @app.command("show")
-def show(code: Annotated[str, typer.Argument(help="Código del servicio.")],
-         version: Annotated[str, typer.Argument(help="Versión (p. ej. 1.0).")],
+def show(code: Code, version: Version,
          as_json: Annotated[bool, typer.Option("--json", help="En JSON.")] = False) -> None:
     """Muestra una versión de servicio, sus accesos y su historial de cambios."""
     with _manager() as manager:
@@ -127,8 +128,7 @@ def show(code: Annotated[str, typer.Argument(help="Código del servicio.")],
 
 
 @app.command("status")
-def status(code: Annotated[str, typer.Argument(help="Código del servicio.")],
-           version: Annotated[str, typer.Argument(help="Versión.")],
+def status(code: Code, version: Version,
            estado: Annotated[ServiceStatus, typer.Argument(help="activo, obsoleto o retirado.")]) -> None:
     """Cambia el estado de una versión: obsoleto sigue funcionando con aviso; retirado lo rechaza la pasarela."""
     with _manager() as manager:
@@ -137,8 +137,7 @@ def status(code: Annotated[str, typer.Argument(help="Código del servicio.")],
 
 
 @app.command("grant")
-def grant(code: Annotated[str, typer.Argument(help="Código del servicio.")],
-          version: Annotated[str, typer.Argument(help="Versión.")],
+def grant(code: Code, version: Version,
           entidad: Annotated[str, typer.Argument(help="Entidad que podrá llamar el servicio.")]) -> None:
     """Otorga a una entidad el acceso a una versión de servicio (por defecto nadie lo tiene)."""
     with _manager() as manager:
@@ -147,8 +146,7 @@ def grant(code: Annotated[str, typer.Argument(help="Código del servicio.")],
 
 
 @app.command("revoke")
-def revoke(code: Annotated[str, typer.Argument(help="Código del servicio.")],
-           version: Annotated[str, typer.Argument(help="Versión.")],
+def revoke(code: Code, version: Version,
            entidad: Annotated[str, typer.Argument(help="Entidad que dejará de poder llamarlo.")]) -> None:
     """Revoca el acceso de una entidad; la pasarela lo aplica en segundos."""
     with _manager() as manager:

@@ -45,15 +45,20 @@ from broker.security.message_log import LogRecord
 from broker.security.pki import Credential
 from broker.security.signing import sign_element
 from broker.transport.abc import Consumer, Delivery, OutgoingMessage, PublishError, Transport, TransportError
-from broker.transport.topology import DEAD_LETTER_EXCHANGE, DELIVER_EXCHANGE, INGRESS_QUEUE, entity_key
+from broker.transport.topology import (
+    DEAD_LETTER_EXCHANGE,
+    DELIVER_EXCHANGE,
+    HEADER_NOTICE,
+    HEADER_TIMESTAMP,
+    INGRESS_QUEUE,
+    entity_key,
+)
 
 __all__ = ["HEADER_NOTICE", "HEADER_TIMESTAMP", "Gateway", "Routed", "fault_message"]
 
-HEADER_TIMESTAMP = "x-gel-sello"
 HEADER_RECORD = "x-gel-registro"
 HEADER_REASON = "x-gel-motivo"
 HEADER_ATTEMPTS = "x-gel-intentos"
-HEADER_NOTICE = "x-gel-aviso"
 PLATFORM_SERVICE = ServiceRef("plataforma", "1.0")
 ANONYMOUS = "un usuario sin identificar (falta la propiedad user_id)"
 TRANSIENT = (TransportError, SQLAlchemyError, OSError, TimeoutError)
@@ -283,7 +288,7 @@ class Gateway:
             self._route(delivery, outcome.record, outcome.recipients, started, outcome="reenviado",
                         chain_id=copy.chain_id if copy else None)
         else:
-            self._refuse(delivery, outcome, started)
+            self._refuse(delivery, outcome, started, copy)
 
     @staticmethod
     def _already_admitted(delivery: Delivery, header: Header | None, records: Sequence[LogRecord]) -> LogRecord | None:
@@ -314,8 +319,7 @@ class Gateway:
             service=record.service, fault_code=None, record=record.seq, chain_id=chain_id)
             for recipient in recipients], started)
 
-    def _refuse(self, delivery: Delivery, rejected: Rejected, started: _Clock) -> None:
-        original = _header_of(delivery.body)
+    def _refuse(self, delivery: Delivery, rejected: Rejected, started: _Clock, original: Header | None) -> None:
         recipient = delivery.user_id or (original.sender if original else "")
         if not recipient:
             self._dead_letter(delivery, f"{rejected.falla.code}: mensaje ilegible sin remitente identificable",

@@ -34,6 +34,8 @@ __all__ = [
     "DELIVERER_KIND",
     "DELIVERY_LIMIT",
     "DELIVER_EXCHANGE",
+    "HEADER_NOTICE",
+    "HEADER_TIMESTAMP",
     "INGRESS_EXCHANGE",
     "INGRESS_QUEUE",
     "MAX_QUEUE_LENGTH",
@@ -54,6 +56,10 @@ INGRESS_QUEUE = "gel.ingress"
 DELIVER_EXCHANGE = "gel.deliver"
 DEAD_LETTER_EXCHANGE = "gel.dlx"
 DEAD_LETTER_QUEUE = "gel.dlq"
+HEADER_TIMESTAMP = "x-gel-sello"
+"""On every delivered message: the platform's RFC 3161 token over the exact bytes (base64)."""
+HEADER_NOTICE = "x-gel-aviso"
+"""On a delivered message of a deprecated service version: the catalog's warning (GEL-AUTHZ-DEPRECATED)."""
 DELIVERY_LIMIT = 5
 MAX_QUEUE_LENGTH = 1_000_000
 DELIVERER_KIND = "pasarela"
