@@ -9,13 +9,14 @@ PYTHON_BIN ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then command -v $$p; break; fi; done)
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools demo test test-fast lint bench clean
+.PHONY: help venv tools demo test test-fast lint bench chaos clean
 
 help:
 	@echo "make demo   - la ventanilla de vivienda de punta a punta (transporte embebido o RabbitMQ)"
 	@echo "make test   - toda la suite (usa RabbitMQ y PostgreSQL si responden)"
 	@echo "make lint   - ruff, mypy y gel schemas lint"
 	@echo "make bench  - benchmarks (no forman parte de make test)"
+	@echo "make chaos  - la prueba de caos larga: mata procesos y reinicia RabbitMQ y PostgreSQL (CHAOS_ARGS=--help)"
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(PYTHON_BIN)" ]; then echo "Se necesita Python 3.11 o superior." >&2; exit 1; fi
@@ -44,6 +45,9 @@ lint: $(STAMP)
 
 bench: $(STAMP) tools
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+chaos: $(STAMP) tools
+	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -2,9 +2,9 @@
 through gateway workers (parse, validate, verify, authorise, replay check, time-stamp, log, route).
 
 Signing is not timed: each scenario pre-signs its own messages under fresh idMensaje values (`reissue`) just
-before it runs. A scenario publishes them to `gel.ingress` as the orchestrator and times until the last one
-is consumed from the Registraduría's queue. Scenarios, side by side in one run, each with a SQLite database
-of its own (one commit per log record, as in production on SQLite):
+before it runs. A scenario publishes them to `gel.ingress` as the orchestrator (into its own ingress queue) and
+times until the last one is consumed from the Registraduría's queue. Scenarios, side by side in one run, each with
+a SQLite database of its own (one commit per log record, as in production on SQLite):
 
 - embedded transport, one worker (`open_platform(..., "embedded")`);
 - RabbitMQ, one worker; two workers as threads of one process (two `build_gateway` over two connections as the
@@ -55,7 +55,7 @@ from broker.security.signing import sign_message
 from broker.settings import Settings
 from broker.transport.abc import Delivery, OutgoingMessage, Transport, TransportError
 from broker.transport.provisioning import apply_topology, load_credentials
-from broker.transport.topology import INGRESS_EXCHANGE, INGRESS_QUEUE, entity_key, entity_queue
+from broker.transport.topology import INGRESS_EXCHANGE, entity_key, entity_queue, ingress_queue
 
 if TYPE_CHECKING:
     from broker.transport.rabbitmq import RabbitMQTransport
@@ -162,7 +162,7 @@ def sign_stream(pki: DevPKI, count: int) -> list[OutgoingMessage]:
     messages = []
     for _ in range(count):
         body = sign_message(reissue(template), credential)
-        messages.append(OutgoingMessage(INGRESS_EXCHANGE, entity_key(REGISTRADURIA), body,
+        messages.append(OutgoingMessage(INGRESS_EXCHANGE, entity_key(ORCHESTRATOR), body,
                                         message_id=read_header(parse_untrusted(body)).message_id,
                                         user_id=ORCHESTRATOR))
     return messages
@@ -348,7 +348,7 @@ def rabbitmq_thread_scenario(directory: Path, pki: DevPKI, vhost: BenchVhost, co
         for index in range(workers):
             parts.append(build_gateway(settings, connect(GATEWAY, f"gel-bench-gateway-{index}"),
                                        on_routed=collect, prefetch=PREFETCH))
-        for name in (INGRESS_QUEUE, entity_queue(REGISTRADURIA)):
+        for name in (ingress_queue(ORCHESTRATOR), entity_queue(REGISTRADURIA)):
             parts[0].gateway.transport.purge(name)  # whatever an earlier, failed scenario left behind
         for part in parts:
             part.gateway.start()
@@ -421,7 +421,7 @@ def rabbitmq_process_scenario(directory: Path, pki: DevPKI, vhost: BenchVhost, c
     try:
         purger = vhost.connect(GATEWAY, "gel-bench-purge")
         try:
-            for name in (INGRESS_QUEUE, entity_queue(REGISTRADURIA)):
+            for name in (ingress_queue(ORCHESTRATOR), entity_queue(REGISTRADURIA)):
                 purger.purge(name)
         finally:
             purger.close()

@@ -4,7 +4,8 @@ Both paths move the same bytes (a signed `verificarIdentidad` request, as `gatew
 them) along the same two hops, persistent messages on quorum queues, and keep publisher confirms in flight:
 
     raw ceiling:   publisher ─▶ queue "ingress" ─▶ relay ─▶ queue "destination" ─▶ consumer (ack)
-    full pipeline: sender (signs) ─▶ gel.ingress ─▶ gateway worker ─▶ Registraduría's queue ─▶ receiver (verifies)
+    full pipeline: sender (signs) ─▶ gel.ingress ─▶ its ingress queue ─▶ gateway worker ─▶ Registraduría's queue
+                   ─▶ receiver (verifies)
 
 - The relay is a separate process (spawned, like a `gel gateway` worker) with one `RabbitMQTransport`: the
   repository's pika wrapper, the gateway's own transport. It consumes at prefetch 64 (the gateway's default),
@@ -103,7 +104,7 @@ from broker.transport.abc import (
 )
 from broker.transport.embedded import EmbeddedBroker, EmbeddedTransport
 from broker.transport.provisioning import load_credentials
-from broker.transport.topology import DELIVERY_LIMIT, INGRESS_EXCHANGE, entity_key, entity_queue
+from broker.transport.topology import DELIVERY_LIMIT, INGRESS_EXCHANGE, entity_key, entity_queue, ingress_queue
 
 RAW_INGRESS_EXCHANGE = "bench.relay.ingress"
 RAW_DELIVER_EXCHANGE = "bench.relay.deliver"
@@ -116,6 +117,8 @@ RAW_TOPOLOGY = Topology(
     queues=(QueueSpec(RAW_INGRESS, RAW_QUEUE_ARGUMENTS), QueueSpec(RAW_DESTINATION, RAW_QUEUE_ARGUMENTS)),
     bindings=(Binding(RAW_INGRESS_EXCHANGE, RAW_INGRESS, "#"), Binding(RAW_DELIVER_EXCHANGE, RAW_DESTINATION, "#")),
 )
+RECIPIENT_HEADER = "x-bench-destinatario"
+"""Where a relay without a fixed routing key finds the recipient's key (as the gateway reads the envelope's)."""
 PUBLISH_BATCH = 100
 """Burst publishing: `publish_all` of 100 (confirms in flight within a batch), as `gateway_bench.drive` does."""
 BURST_WINDOW = 500
@@ -490,8 +493,9 @@ def warm_up(sender: Transport, sink: Arrivals, messages: Sequence[OutgoingMessag
 def relay_worker(url: str, ingress: str, exchange: str, routing_key: str | None, label: str,
                  ready: Any, stop: Any, results: Any) -> None:
     """The gateway's routing discipline without the admission: consume `ingress` at the gateway's prefetch,
-    republish each body to `exchange` (under `routing_key`, or the delivery's own key when None) with the
-    confirm in flight, ack the ingress delivery once the republish is confirmed. No XML work."""
+    republish each body to `exchange` (under `routing_key`, or when None the key in the delivery's
+    `RECIPIENT_HEADER`) with the confirm in flight, ack the ingress delivery once the republish is confirmed.
+    No XML work."""
     from broker.transport.rabbitmq import RabbitMQTransport
 
     quieten("WARNING")
@@ -505,7 +509,7 @@ def relay_worker(url: str, ingress: str, exchange: str, routing_key: str | None,
 
     def handle(delivery: Delivery) -> None:
         future = transport.publish(OutgoingMessage(
-            exchange=exchange, routing_key=routing_key or delivery.routing_key, body=delivery.body,
+            exchange=exchange, routing_key=routing_key or str(delivery.headers[RECIPIENT_HEADER]), body=delivery.body,
             message_id=delivery.message_id, content_type="application/xml"))
 
         def settle(done: Future[None]) -> None:
@@ -655,7 +659,7 @@ def pipeline_path(directory: Path, pki: DevPKI, seconds: float
 
     def message() -> OutgoingMessage:
         fresh = reissue(template)
-        return OutgoingMessage(INGRESS_EXCHANGE, entity_key(REGISTRADURIA), sign_message(fresh, credential),
+        return OutgoingMessage(INGRESS_EXCHANGE, entity_key(ORCHESTRATOR), sign_message(fresh, credential),
                                message_id=read_header(fresh).message_id, user_id=ORCHESTRATOR)
 
     count = pipeline_count(seconds)
@@ -843,7 +847,7 @@ def stages(directory: Path, pki: DevPKI, seconds: float) -> tuple[list[dict[str,
     _signed(credential, 10, clock=None)  # warm-up of the signer
     bodies = _signed(credential, count, clock)
     whole_bodies = _signed(credential, count + 4 * count, clock=None)
-    routing = {"cola": "gel.ingress", "usuarioAmqp": ORCHESTRATOR, "intento": "0"}
+    routing = {"cola": ingress_queue(ORCHESTRATOR), "usuarioAmqp": ORCHESTRATOR, "intento": "0"}
     try:
         for body in bodies[:WARM_UP]:  # lazy initialisation (schemas, caches, the database's pages)
             _stage_by_stage(StageClock(), parts, trust, body, routing)

@@ -6,14 +6,16 @@ reported". Two parts, one after the other in one run (they would share the 2 CPU
 
 1. Routing across many entity queues (RabbitMQ, a vhost of this run's own, `gel-scale-<random>`, where guest may
    do anything; no RabbitMQ user is created or changed, and the vhost is deleted afterwards). The topology is
-   the platform's own (`platform_topology`: `gel.ingress` → queue `gel.ingress`; `gel.deliver`, a topic
-   exchange, → one quorum queue per entity bound by `entity_key`, with the platform's queue arguments: delivery
-   limit, reject-publish, at-least-once dead-lettering to `gel.dlx`), declared through
-   `RabbitMQTransport.declare`. A relay process does what the gateway does to a message after admitting it,
-   and nothing else (no XML work: the question is only whether routing fan-out costs throughput): it consumes
-   `gel.ingress` at prefetch 64, republishes each body to `gel.deliver` with routing key = the recipient's key
-   (the ingress routing key, which is how the sender names the recipient), keeps the publisher confirm in
-   flight and acks the ingress delivery only once that republish is confirmed (`relay_bench`'s discipline).
+   the platform's own (`platform_topology`: `gel.ingress` → the sender's ingress queue, here the orchestrator's
+   `gel.entrada.CO.PLAT.900000002`; `gel.deliver`, a topic exchange, → one quorum queue per entity bound by
+   `entity_key`, with the platform's queue arguments: delivery limit, reject-publish, at-least-once
+   dead-lettering to `gel.dlx`; the destination entities' own ingress queues are left out, as nothing here
+   sends from them), declared through `RabbitMQTransport.declare`. A relay process does what the gateway does
+   to a message after admitting it, and nothing else (no XML work: the question is only whether routing fan-out
+   costs throughput): it consumes the sender's ingress queue at prefetch 64, republishes each body to
+   `gel.deliver` with routing key = the recipient's key (from a header, as the gateway reads it from the
+   envelope), keeps the publisher confirm in flight and acks the ingress delivery only once that republish is
+   confirmed (`relay_bench`'s discipline).
    The bodies are one signed `verificarIdentidad` request (the `relay` suite's bytes), persistent.
 
    The consuming end is a process of its own with one pika connection and one channel carrying one consumer
@@ -88,6 +90,7 @@ from bench.chain_bench import CAJA, CHAIN_FILE, likeliest_reply
 from bench.gateway_bench import ENTITIES_FILE, ORCHESTRATOR, REGISTRADURIA
 from bench.gelxml_bench import ROOT
 from bench.relay_bench import (
+    RECIPIENT_HEADER,
     Arrivals,
     Burst,
     CpuMeter,
@@ -114,9 +117,9 @@ from broker.transport.topology import (
     DEAD_LETTER_EXCHANGE,
     DELIVER_EXCHANGE,
     INGRESS_EXCHANGE,
-    INGRESS_QUEUE,
     entity_key,
     entity_queue,
+    ingress_queue,
     platform_topology,
 )
 
@@ -279,10 +282,11 @@ def scale_vhost() -> Iterator[tuple[str, dict[str, float]]]:
 
 
 def _messages(body: bytes, recipients: Sequence[str], count: int) -> list[OutgoingMessage]:
-    """`count` messages to `recipients` round-robin (routing key = the recipient's key, as the senders use)."""
+    """`count` messages from the orchestrator (its routing key: its ingress queue) to `recipients` round-robin,
+    each naming its recipient's key in `RECIPIENT_HEADER` for the relay."""
     keys = [entity_key(r) for r in recipients]
-    return [OutgoingMessage(INGRESS_EXCHANGE, keys[i % len(keys)], body, message_id=str(uuid.uuid4()))
-            for i in range(count)]
+    return [OutgoingMessage(INGRESS_EXCHANGE, entity_key(ORCHESTRATOR), body, message_id=str(uuid.uuid4()),
+                            headers={RECIPIENT_HEADER: keys[i % len(keys)]}) for i in range(count)]
 
 
 def _burst_report(label: str, burst: Burst) -> dict[str, Any]:
@@ -317,9 +321,13 @@ def classic_arguments() -> dict[str, Any]:
 
 
 def entity_topology(entities: Sequence[Entity], kind: str) -> Topology:
-    """The platform's per-entity queues and bindings: quorum as `platform_topology` makes them, or classic."""
+    """The platform's per-entity destination queues and their bindings: quorum as `platform_topology` makes them
+    (without the entities' ingress queues), or classic."""
     if kind == "quorum":
-        return platform_topology(entities)
+        full = platform_topology(entities)
+        inboxes = {entity_queue(e.id) for e in entities}
+        return Topology(exchanges=full.exchanges, queues=tuple(q for q in full.queues if q.name in inboxes),
+                        bindings=tuple(b for b in full.bindings if b.queue in inboxes))
     return Topology(queues=tuple(QueueSpec(entity_queue(e.id), classic_arguments()) for e in entities),
                     bindings=tuple(Binding(DELIVER_EXCHANGE, entity_queue(e.id), entity_key(e.id)) for e in entities))
 
@@ -361,9 +369,10 @@ def routing(seconds: float, body: bytes) -> tuple[dict[str, Any], list[dict[str,
         url = url_with_vhost(AMQP_URL, vhost)
         sender = RabbitMQTransport(url, user_label="gel-scale-publisher")
         stack.callback(sender.close)
-        sender.declare(platform_topology([single]))
+        orchestrator = Entity(ORCHESTRATOR, "Orquestador", "orquestador")
+        sender.declare(platform_topology([orchestrator, single]))
         sender.declare(entity_topology([single_classic], "classic"))
-        relay_args = (url, INGRESS_QUEUE, DELIVER_EXCHANGE, None, "gel-scale-relay")
+        relay_args = (url, ingress_queue(ORCHESTRATOR), DELIVER_EXCHANGE, None, "gel-scale-relay")
         relay = stack.enter_context(WorkerProcess(relay_worker, relay_args, "gel-scale-relay"))
         one, one_sink = stack.enter_context(drain_process(
             url, [entity_queue(single.id), entity_queue(single_classic.id)], "gel-scale-drain-1"))

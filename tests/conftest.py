@@ -25,6 +25,11 @@ POSTGRES_URL = os.environ.get("GEL_TEST_POSTGRES_URL", "postgresql+psycopg://pos
 AMQP_URL = os.environ.get("GEL_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Chaos restarts the shared RabbitMQ and PostgreSQL: it runs after every other test."""
+    items.sort(key=lambda item: item.get_closest_marker("chaos") is not None)
+
+
 def unavailable(reason: str) -> None:
     """Skip, or fail when services are required."""
     if REQUIRE_SERVICES:

@@ -5,7 +5,8 @@
                     ──▶ reply or coded falla (+ acuse) signed, written to the outbox with the inbox
                         outcome in one transaction ──▶ ack
       respuesta / falla / acuse / evento ──▶ the application's callback, once per idMensaje ──▶ ack
-    outbox relay ──▶ publish to gel.ingress (user_id = entity) ──▶ confirm ──▶ mark published
+    outbox relay ──▶ publish to gel.ingress (user_id and routing key = entity) ──▶ confirm ──▶ mark published
+                      nacked (its ingress queue is full) or unconfirmed ──▶ stays in the outbox, retried
 
 Exactly-once effects over at-least-once delivery: the inbox drops redeliveries, the outbox publishes only
 what was committed, and a re-published row carries the same signed bytes and idMensaje.
@@ -19,6 +20,7 @@ import inspect
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import wait
 from dataclasses import dataclass, replace
 
 from lxml import etree
@@ -295,15 +297,31 @@ class Adapter:
                 self._stopping.wait(self.relay_interval)
 
     def flush(self, timeout: float = 30.0) -> int:
-        """Publish every unpublished outbox row (in order) and mark them once RabbitMQ confirms."""
+        """Publish every unpublished outbox row (in order) and mark them once RabbitMQ confirms.
+
+        A row RabbitMQ refused (its ingress queue is full: `reject-publish`) or did not confirm stays in the
+        outbox for the relay's next round, and so do the rows after it, so the order holds; the confirmed rows
+        before it are marked, so a sender held back by the bound still moves forward as room appears."""
         total = 0
         while rows := self.store.unpublished():
-            self.transport.publish_all([OutgoingMessage(
-                exchange=INGRESS_EXCHANGE, routing_key=entity_key(row.recipient), body=row.body,
+            futures = [self.transport.publish(OutgoingMessage(
+                exchange=INGRESS_EXCHANGE, routing_key=entity_key(self.entity), body=row.body,
                 message_id=row.message_id, correlation_id=row.answers, user_id=self.entity,
-            ) for row in rows], timeout=timeout)
-            self.store.published([row.id for row in rows])
-            total += len(rows)
+            )) for row in rows]
+            wait(futures, timeout=timeout)
+            confirmed = 0
+            for future in futures:
+                if not future.done() or future.exception() is not None:
+                    break
+                confirmed += 1
+            if confirmed:
+                self.store.published([row.id for row in rows[:confirmed]])
+                total += confirmed
+            if confirmed < len(rows):
+                stuck = futures[confirmed]
+                error = stuck.exception() if stuck.done() else None
+                raise error if error is not None else TransportError(
+                    f"{len(rows) - confirmed} mensajes sin confirmar tras {timeout} s")
         return total
 
     def wait_idle(self, timeout: float = 10.0) -> bool:

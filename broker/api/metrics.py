@@ -1,7 +1,9 @@
 """Prometheus exposition, computed from the stores at scrape time (no state in the API process).
 
-Queue depths come from RabbitMQ itself (broker/api/queues.py); when they cannot be read, or the platform
-runs on the embedded transport, the depth families are left out and `gel_cola_disponible` is 0.
+Queue depths come from RabbitMQ itself (broker/api/queues.py), one sample per queue (label `cola`): each entity's
+ingress queue (`gel.entrada.<key>`: what it sent and the gateway has not taken yet) and inbox, and the dead-letter
+queue. When they cannot be read, or the platform runs on the embedded transport, the depth families are left out
+and `gel_cola_disponible` is 0.
 """
 
 from __future__ import annotations

@@ -131,10 +131,14 @@ class ActividadEntidad(_Model):
 class Conexion(_Model):
     entidad: str = Field(description="Entidad (la pasarela, el orquestador o el adaptador de una entidad).")
     nombre: str | None = Field(description="Nombre de la entidad.")
-    cola: str = Field(description="Cola de RabbitMQ que consume.")
-    en_linea: bool = Field(description="Verdadero si hay al menos un consumidor conectado a su cola.")
-    consumidores: int = Field(description="Consumidores conectados.")
-    mensajes_en_cola: int = Field(description="Mensajes esperando en su cola.")
+    cola: str = Field(description="Cola de RabbitMQ que consume; para la pasarela, gel.entrada.*: la cola de "
+                                  "entrada de cada entidad.")
+    en_linea: bool = Field(description="Verdadero si hay al menos un consumidor conectado a su cola (la pasarela: "
+                                       "a alguna de las colas de entrada; /metrics da los consumidores de cada una).")
+    consumidores: int = Field(description="Consumidores conectados (la pasarela: los de la cola de entrada que más "
+                                          "tiene, es decir, sus trabajadores).")
+    mensajes_en_cola: int = Field(description="Mensajes esperando en su cola (la pasarela: en todas las colas de "
+                                              "entrada).")
 
 
 class Salud(_Model):

@@ -39,7 +39,7 @@ from broker.security.entities import EntityRegistry, load_entities
 from broker.security.message_log import LogRecord, MessageLog
 from broker.settings import Settings
 from broker.storage import create_tables, iso, open_engine
-from broker.transport.topology import DELIVERER_KIND, INGRESS_QUEUE, entity_queue
+from broker.transport.topology import DELIVERER_KIND, INGRESS_QUEUES, entity_queue, ingress_queues
 
 __all__ = [
     "Stores",
@@ -321,11 +321,17 @@ def health(stores: Stores, principal: Principal, *, window: dt.timedelta,
     entities = [ActividadEntidad(entidad=e.id, nombre=e.name, ultima_actividad=activity.get(e.id)) for e in visible]
     depths = queue_depths(stores.settings, stores.entities)
     by_queue = {d.queue: d for d in depths or []}
-    connections = [Conexion(entidad=e.id, nombre=e.name, cola=name, en_linea=depth.consumers > 0,
-                            consumidores=depth.consumers, mensajes_en_cola=depth.ready)
-                   for e in visible
-                   for name in [INGRESS_QUEUE if e.kind == DELIVERER_KIND else entity_queue(e.id)]
-                   if (depth := by_queue.get(name)) is not None]
+    ingress = [by_queue[name] for name in ingress_queues(stores.entities) if name in by_queue]
+    connections = []
+    for e in visible:
+        if e.kind == DELIVERER_KIND:
+            if ingress:
+                connections.append(Conexion(
+                    entidad=e.id, nombre=e.name, cola=INGRESS_QUEUES, en_linea=any(d.consumers for d in ingress),
+                    consumidores=max(d.consumers for d in ingress), mensajes_en_cola=sum(d.ready for d in ingress)))
+        elif (depth := by_queue.get(entity_queue(e.id))) is not None:
+            connections.append(Conexion(entidad=e.id, nombre=e.name, cola=depth.queue, en_linea=depth.consumers > 0,
+                                        consumidores=depth.consumers, mensajes_en_cola=depth.ready))
     return Salud(desde=iso(start), hasta=iso(until), servicios=services, entidades=entities,
                  colas_leidas=depths is not None, conexiones=connections)
 

@@ -1,7 +1,8 @@
 """Depths and consumers of the platform's RabbitMQ queues, read at request time: one short-lived AMQP
 connection as the gateway's user on the platform's vhost, and a passive `queue.declare` per platform queue
-(no management plugin needed). None when the platform runs on the embedded transport (whose queues live in
-another process) or RabbitMQ cannot be read in time."""
+(each entity's ingress queue and inbox, and the dead-letter queue; no management plugin needed). None when the
+platform runs on the embedded transport (whose queues live in another process) or RabbitMQ cannot be read in
+time."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from broker.settings import get_settings
 from broker.transport.abc import TransportError
 from broker.transport.factory import rabbitmq_answers, transport_kind
 from broker.transport.provisioning import ProvisioningError
-from broker.transport.topology import platform_topology
+from broker.transport.topology import ingress_queues, platform_topology
 
 
 def _worker(index: int, prefetch: int) -> None:
@@ -48,11 +48,13 @@ def gateway(
     prefetch: Annotated[int, typer.Option("--prefetch", min=1, max=10_000,
                                           help="Mensajes sin confirmar por trabajador.")] = 64,
 ) -> None:
-    """Ejecuta la pasarela: consume gel.ingress y aplica análisis, validación, autenticación, autorización,
-    control de duplicados, sello de tiempo, registro y enrutamiento a la cola del destinatario.
+    """Ejecuta la pasarela: consume las colas de entrada de todas las entidades (gel.entrada.*) y aplica
+    análisis, validación, autenticación, autorización, control de duplicados, sello de tiempo, registro y
+    enrutamiento a la cola del destinatario.
 
     Necesita RabbitMQ (el servidor de GEL_AMQP_URL) y la topología aplicada con gel topology apply, que crea
-    el usuario de la pasarela y guarda su contraseña en GEL_RABBITMQ_CREDENTIALS_FILE.
+    el usuario de la pasarela y guarda su contraseña en GEL_RABBITMQ_CREDENTIALS_FILE. Una entidad nueva en
+    el registro necesita gel topology apply y reiniciar la pasarela.
     Se detiene con Ctrl+C o SIGTERM terminando los mensajes en curso.
     """
     settings = get_settings()
@@ -67,10 +69,11 @@ def gateway(
         url = gateway_amqp_url(settings)
     except ProvisioningError as exc:
         fail("GEL-GATEWAY-CREDENTIALS", str(exc), "ejecute gel topology apply en el nodo de RabbitMQ")
+    entities = load_entities(settings.entities_file)
     try:
         setup = RabbitMQTransport(url, user_label="gel-gateway-setup")
         try:
-            setup.declare(platform_topology(load_entities(settings.entities_file)))
+            setup.declare(platform_topology(entities))
         finally:
             setup.close()
     except TransportError as exc:
@@ -84,7 +87,8 @@ def gateway(
     host = urlparse(settings.amqp_url)
     vhost = settings.rabbitmq_vhost
     console.print(f"Pasarela en marcha: {workers} trabajadores sobre RabbitMQ en {host.hostname}:{host.port or 5672}, "
-                  f"vhost {vhost}. Ctrl+C o SIGTERM para detenerla.", soft_wrap=True)
+                  f"vhost {vhost}, {len(ingress_queues(entities))} colas de entrada. Ctrl+C o SIGTERM para "
+                  "detenerla.", soft_wrap=True)
     raise typer.Exit(_supervise(processes))
 
 

@@ -1,4 +1,5 @@
-"""The gateway worker: consume `gel.ingress`, admit, route; ack only after the routed publish is confirmed.
+"""The gateway worker: consume every entity's ingress queue, admit, route; ack only after the routed publish is
+confirmed.
 
     deliveries ─▶ pipeline.admit_batch ─▶ Admitted ─▶ publish to gel.deliver (routing key = recipient) ─▶ confirm ─▶ ack
                               └─▶ Rejected ─▶ signed `falla` to the sender's queue ────────────▶ confirm ─▶ ack
@@ -8,8 +9,13 @@ A message that was already admitted — redelivered because a worker or the brok
 append and the ack, or published again by a sender that never saw its confirm — is routed again from the
 log, not re-admitted (AS4-style duplicate elimination): the log holds it once and the recipient's
 idempotent receiver drops the duplicate delivery by idMensaje. The same idMensaje with other bytes is
-still a replay and refused by the pipeline. Several workers compete on the ingress queue; the
+still a replay and refused by the pipeline. Several workers compete on the ingress queues; the
 replay memory they share is the log.
+
+A worker takes all the ingress queues (`gel.entrada.<entity>`) on one channel with one handler thread and
+`prefetch` deliveries in flight per queue: an entity flooding its own queue has at most `prefetch` messages
+ahead of another entity's next one. The queues are those of the registry at start: a newly registered entity
+needs `gel topology apply` and a gateway restart.
 
 Deliveries are admitted in batches of whatever is waiting (up to `batch_size`, never waiting for more): an idle
 gateway handles one message at a time with no added latency, a busy one reads the replay memory once and
@@ -50,7 +56,6 @@ from broker.transport.topology import (
     DELIVER_EXCHANGE,
     HEADER_NOTICE,
     HEADER_TIMESTAMP,
-    INGRESS_QUEUE,
     entity_key,
 )
 
@@ -62,6 +67,9 @@ HEADER_ATTEMPTS = "x-gel-intentos"
 PLATFORM_SERVICE = ServiceRef("plataforma", "1.0")
 ANONYMOUS = "un usuario sin identificar (falta la propiedad user_id)"
 TRANSIENT = (TransportError, SQLAlchemyError, OSError, TimeoutError)
+OUTAGE_FIRST_WAIT = 0.5
+OUTAGE_LONGEST_WAIT = 10.0
+"""Seconds a batch waits for the message log's database to come back: doubling from the first to the longest."""
 
 log = get_logger(component="gateway")
 
@@ -115,13 +123,15 @@ class Gateway:
     """One gateway worker over a transport. Start it; it consumes until `stop()`."""
 
     def __init__(self, transport: Transport, pipeline: Pipeline, credential: Credential, *, platform_id: str,
-                 prefetch: int = 64, max_attempts: int = 5, records: OperationalRecords | None = None,
-                 deadlines: ReplyDeadlines | None = None, sweep_seconds: float = 1.0,
+                 queues: Sequence[str], prefetch: int = 64, max_attempts: int = 5,
+                 records: OperationalRecords | None = None, deadlines: ReplyDeadlines | None = None,
+                 sweep_seconds: float = 1.0,
                  on_routed: Callable[[Routed], None] | None = None, batch_size: int = 32) -> None:
         self.transport = transport
         self.pipeline = pipeline
         self.credential = credential
         self.platform_id = platform_id
+        self.queues = tuple(queues)
         self.prefetch = prefetch
         self.max_attempts = max_attempts
         self.on_routed = on_routed
@@ -142,12 +152,13 @@ class Gateway:
         self._stopping.clear()
         self._admitter = threading.Thread(target=self._admit_until_stopped, name="gel-gateway-admission", daemon=True)
         self._admitter.start()
-        self._consumer = self.transport.consume(INGRESS_QUEUE, self.handle, prefetch=self.prefetch)
+        self._consumer = self.transport.consume(self.queues, self.handle, prefetch=self.prefetch)
         if self.deadlines is not None:
             self._sweeper = threading.Thread(target=self._sweep_until_stopped, name="gel-gateway-deadlines",
                                              daemon=True)
             self._sweeper.start()
-        log.info("gateway.started", queue=INGRESS_QUEUE, prefetch=self.prefetch)
+        log.info("gateway.started", queues=len(self.queues), prefetch=self.prefetch,
+                 note="una entidad nueva en el registro necesita gel topology apply y reiniciar la pasarela")
 
     def stop(self) -> None:
         self._stopping.set()
@@ -161,8 +172,8 @@ class Gateway:
             self._arrivals.put(None)
             self._admitter.join(timeout=30)
             self._admitter = None
-        self._bookkeeping.shutdown(wait=True)
-        self._bookkeeping = ThreadPoolExecutor(1, thread_name_prefix="gel-gateway-records")
+        finished, self._bookkeeping = self._bookkeeping, ThreadPoolExecutor(1, thread_name_prefix="gel-gateway-records")
+        finished.shutdown(wait=True)  # a confirm still in flight books its message on the new executor
 
     # -- reply deadlines -----------------------------------------------------------------------
     def _reply_clocks(self, headers: Sequence[Header]) -> tuple[list[tuple[Header, int]], list[str]]:
@@ -241,17 +252,37 @@ class Gateway:
                 return
 
     def handle_batch(self, batch: Sequence[tuple[Delivery, _Clock]]) -> None:
-        """Admit and route several deliveries; a transient failure sends each back for another attempt."""
-        try:
-            self._process(batch)
-        except TRANSIENT as exc:
-            for delivery, _ in batch:
-                self._retry(delivery, f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # a bug must not lose a message: park each with its reason
-            for delivery, _ in batch:
-                log.exception("gateway.unexpected", message_id=delivery.message_id,
-                              **_known(_header_of(delivery.body)))
-                self._dead_letter(delivery, f"error interno {type(exc).__name__}: {exc}")
+        """Admit and route several deliveries. While the message log's database is down the batch waits and is
+        tried again (an outage is nobody's message's fault, so it spends none of their attempts); a transient
+        failure while the database answers sends each delivery back for another attempt."""
+        delay, outage = OUTAGE_FIRST_WAIT, False
+        while True:
+            try:
+                self._process(batch)
+                return
+            except TRANSIENT as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                answers = not self._stopping.is_set() and self.pipeline.log.answers()
+                if answers and outage:
+                    outage = False  # the database is back: try the batch again at once
+                    continue
+                if answers or self._stopping.is_set():
+                    for delivery, _ in batch:
+                        self._retry(delivery, reason)
+                    return
+                outage = True
+                log.warning("gateway.store_unavailable", count=len(batch), retry_in_s=delay, reason=reason[:200])
+                self._stopping.wait(delay)
+                delay = min(delay * 2, OUTAGE_LONGEST_WAIT)
+            except Exception as exc:
+                self._park(batch, exc)
+                return
+
+    def _park(self, batch: Sequence[tuple[Delivery, _Clock]], exc: Exception) -> None:
+        """A bug must not lose a message: park each with its reason."""
+        for delivery, _ in batch:
+            log.exception("gateway.unexpected", message_id=delivery.message_id, **_known(_header_of(delivery.body)))
+            self._dead_letter(delivery, f"error interno {type(exc).__name__}: {exc}")
 
     def _process(self, batch: Sequence[tuple[Delivery, _Clock]]) -> None:
         headers = {id(delivery): _header_of(delivery.body) for delivery, _ in batch}
@@ -409,7 +440,7 @@ class Gateway:
         log.error("gateway.dead_letter", message_id=delivery.message_id, **_known(_header_of(delivery.body)),
                   **({"stage": stage} if stage else {}), reason=reason)
         future = self.transport.publish(OutgoingMessage(
-            exchange=DEAD_LETTER_EXCHANGE, routing_key=INGRESS_QUEUE, body=delivery.body,
+            exchange=DEAD_LETTER_EXCHANGE, routing_key=delivery.queue, body=delivery.body,
             message_id=delivery.message_id, correlation_id=delivery.correlation_id,
             headers={**dict(delivery.headers), HEADER_REASON: reason, HEADER_ATTEMPTS: delivery.delivery_count + 1},
         ))

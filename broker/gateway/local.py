@@ -43,10 +43,11 @@ class LocalPlatform:
         return self._opened[entity]
 
     def send(self, entity: str, body: bytes, *, user_id: str | None = None, anonymous: bool = False) -> None:
-        """Publish `body` to ingress over `entity`'s connection and wait for RabbitMQ's confirm."""
+        """Publish `body` to ingress over `entity`'s connection (routing key: `entity`'s, as its topic
+        permission demands, whatever sender the envelope claims) and wait for RabbitMQ's confirm."""
         header = read_header(parse_untrusted(body))
         self.transport(entity).publish_all([OutgoingMessage(
-            exchange=INGRESS_EXCHANGE, routing_key=entity_key(header.recipient), body=body,
+            exchange=INGRESS_EXCHANGE, routing_key=entity_key(entity), body=body,
             message_id=header.message_id, user_id=None if anonymous else user_id or entity,
         )])
 

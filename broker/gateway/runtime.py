@@ -19,6 +19,7 @@ from broker.security.timestamp import TimeStampAuthority
 from broker.settings import Settings
 from broker.transport.abc import Transport
 from broker.transport.provisioning import load_credentials
+from broker.transport.topology import DELIVERER_KIND, ingress_queues
 
 __all__ = ["GatewayParts", "build_gateway", "gateway_amqp_url", "platform_entity"]
 
@@ -40,7 +41,7 @@ class GatewayParts:
         self.deadlines.close()
 
 
-def platform_entity(settings: Settings, kind: str = "pasarela") -> str:
+def platform_entity(settings: Settings, kind: str = DELIVERER_KIND) -> str:
     """The id of the platform component of `kind` (pasarela, orquestador) in the entity registry."""
     found = load_entities(settings.entities_file).of_kind(kind)
     if not found:
@@ -56,8 +57,10 @@ def gateway_amqp_url(settings: Settings) -> str:
 
 def build_gateway(settings: Settings, transport: Transport, *, on_routed: Callable[[Routed], None] | None = None,
                   prefetch: int = 64) -> GatewayParts:
+    """A gateway worker over `transport` that will consume the ingress queue of every entity registered now."""
     pki = DevPKI(settings.certs_dir)
     platform_id = platform_entity(settings)
+    queues = ingress_queues(load_entities(settings.entities_file))
     log = MessageLog(settings.database_url)
     registry = load_registry(settings.schemas_dir)
     pipeline = Pipeline(
@@ -69,5 +72,5 @@ def build_gateway(settings: Settings, transport: Transport, *, on_routed: Callab
     records = OperationalRecords(settings.database_url)
     deadlines = ReplyDeadlines(settings.database_url)
     gateway = Gateway(transport, pipeline, pki.credential(platform_id), platform_id=platform_id,
-                      prefetch=prefetch, records=records, deadlines=deadlines, on_routed=on_routed)
+                      queues=queues, prefetch=prefetch, records=records, deadlines=deadlines, on_routed=on_routed)
     return GatewayParts(gateway=gateway, pipeline=pipeline, log=log, records=records, deadlines=deadlines)

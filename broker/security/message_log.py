@@ -45,7 +45,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import RowMapping, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from broker.gelxml.faults import Falla, FaultCode, GelFault, falla, fault
@@ -266,6 +266,15 @@ class MessageLog:
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
         self._engine.dispose()
+
+    def answers(self) -> bool:
+        """Whether the database takes a query now (an outage, as opposed to a statement that keeps failing)."""
+        try:
+            with self._engine.connect() as connection:
+                connection.execute(select(1))
+        except SQLAlchemyError:
+            return False
+        return True
 
     def __enter__(self) -> MessageLog:
         return self

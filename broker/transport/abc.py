@@ -18,6 +18,11 @@ start only). The semantics are RabbitMQ's, so the embedded one is a faithful sta
 
 Handlers run on a thread owned by the transport, one per consumer, in delivery order; they may settle the
 delivery later from any thread (for example when the publish it caused is confirmed).
+
+One consumer may take several queues (the gateway takes every entity's ingress queue): one channel, one
+handler thread, and `prefetch` unsettled deliveries per queue (RabbitMQ's per-consumer QoS; quorum queues have
+no global QoS), so a long backlog in one queue never holds back the next message of another. A queue deleted
+under a multi-queue consumer is left out (and logged) so the others keep flowing.
 """
 
 from __future__ import annotations
@@ -131,6 +136,8 @@ class Delivery:
 @runtime_checkable
 class Consumer(Protocol):
     queue: str
+    """The first (or only) queue."""
+    queues: tuple[str, ...]
 
     def cancel(self) -> None:
         """Stop receiving; unsettled deliveries go back to the queue."""
@@ -153,7 +160,10 @@ class Transport(Protocol):
         """Publish many with all confirms in flight at once; return when every one is confirmed."""
         ...
 
-    def consume(self, queue: str, handler: Callable[[Delivery], None], *, prefetch: int = 100) -> Consumer:
+    def consume(self, queue: str | Sequence[str], handler: Callable[[Delivery], None], *,
+                prefetch: int = 100) -> Consumer:
+        """Deliver from one queue, or from several on one channel and one handler thread (`prefetch` per
+        queue); a missing queue fails the call with `TransportError`."""
         ...
 
     def ack(self, delivery: Delivery) -> None:

@@ -3,7 +3,8 @@
 `EmbeddedBroker` holds exchanges, queues and bindings in memory behind one lock; every `EmbeddedTransport` of the
 process shares `default_broker()` unless it is given its own, so a gateway and its adapters running together see the
 same queues. It imitates what the contract promises (`broker.transport.abc`): topic/direct/fanout routing, confirms
-(futures resolved at once), `mandatory`, the `user_id` check, prefetch, requeue with `x-delivery-count`,
+(futures resolved at once), `mandatory`, the `user_id` check, prefetch (per queue of a consumer, handed out
+round-robin across its queues), requeue with `x-delivery-count`,
 `x-delivery-limit`, dead-lettering with `x-death`, `x-max-length` with `x-overflow`, and optionally RabbitMQ-style
 permissions (`ACCESS_REFUSED`). Nothing is persisted: every message is lost when the process ends.
 """
@@ -32,7 +33,7 @@ from broker.transport.abc import (
     Topology,
     TransportError,
 )
-from broker.transport.worker import HandlerThread
+from broker.transport.worker import HandlerThread, consumer_label, queue_names
 
 __all__ = ["EmbeddedBroker", "EmbeddedTransport", "default_broker", "topic_matches"]
 
@@ -81,14 +82,35 @@ class _Queue:
 
 @dataclass(eq=False)
 class _Token:
-    """What a `Delivery.token` points at: the consumer (or the transport's `get`) holding it unsettled."""
+    """What a `Delivery.token` points at: the consumer (or the transport's `get`) holding it unsettled.
+    `prefetch` bounds the unsettled deliveries of each queue, as RabbitMQ's per-consumer QoS does."""
 
     transport: EmbeddedTransport
     prefetch: int = 0
     unsettled: dict[int, tuple[_Queue, _Message]] = field(default_factory=dict)
+    held: dict[int, int] = field(default_factory=dict)
+    """Unsettled deliveries per queue (by `id` of the `_Queue`)."""
 
-    def has_room(self) -> bool:
-        return self.prefetch <= 0 or len(self.unsettled) < self.prefetch
+    def has_room(self, queue: _Queue) -> bool:
+        return self.prefetch <= 0 or self.held.get(id(queue), 0) < self.prefetch
+
+    def hold(self, tag: int, queue: _Queue, message: _Message) -> None:
+        self.unsettled[tag] = (queue, message)
+        self.held[id(queue)] = self.held.get(id(queue), 0) + 1
+
+    def take(self, tag: int) -> tuple[_Queue, _Message] | None:
+        held = self.unsettled.pop(tag, None)
+        if held is not None:
+            left = self.held.get(id(held[0]), 1) - 1
+            if left > 0:
+                self.held[id(held[0])] = left
+            else:
+                self.held.pop(id(held[0]), None)
+        return held
+
+    def take_all(self) -> dict[int, tuple[_Queue, _Message]]:
+        held, self.unsettled, self.held = self.unsettled, {}, {}
+        return held
 
 
 def _words(key: str) -> list[str]:
@@ -240,19 +262,30 @@ class EmbeddedBroker:
         if self._route(dead, mandatory=False) is not None:
             self._log.warning("embebido_mensaje_muerto_descartado", cola=queue.name, intercambio=exchange)
 
-    def _dispatch(self, queue: _Queue) -> None:
-        while queue.ready and queue.consumers:
+    def _dispatch(self, queue: _Queue, *, limit: int | None = None) -> int:
+        """Hand ready messages to the queue's consumers that have room, round-robin; how many were handed."""
+        handed = 0
+        while queue.ready and queue.consumers and (limit is None or handed < limit):
             count = len(queue.consumers)
             chosen = next((queue.consumers[(queue.cursor + i) % count] for i in range(count)
-                           if queue.consumers[(queue.cursor + i) % count].token.has_room()), None)
+                           if queue.consumers[(queue.cursor + i) % count].token.has_room(queue)), None)
             if chosen is None:
-                return
+                break
             queue.cursor = (queue.consumers.index(chosen) + 1) % count
             chosen.submit(self._hand_out(queue, queue.ready.popleft(), chosen.token))
+            handed += 1
+        return handed
+
+    def _dispatch_round_robin(self, queues: Sequence[_Queue]) -> None:
+        """One message from each queue in turn while any has one to give: a new consumer of several queues
+        gets their backlogs interleaved, not one queue's whole backlog first."""
+        active = list(queues)
+        while active:
+            active = [queue for queue in active if self._dispatch(queue, limit=1)]
 
     def _hand_out(self, queue: _Queue, message: _Message, token: _Token) -> Delivery:
         tag = next(token.transport._tags)
-        token.unsettled[tag] = (queue, message)
+        token.hold(tag, queue, message)
         headers = copy.deepcopy(dict(message.headers))
         if message.delivery_count:
             headers["x-delivery-count"] = message.delivery_count
@@ -264,7 +297,7 @@ class EmbeddedBroker:
 
     def _settle(self, token: _Token, tag: int, requeue: bool | None) -> None:
         with self._lock:
-            held = token.unsettled.pop(tag, None)
+            held = token.take(tag)
             if held is None:
                 return
             queue, message = held
@@ -289,7 +322,7 @@ class EmbeddedBroker:
 
     def _release(self, token: _Token) -> None:
         with self._lock:
-            held, token.unsettled = token.unsettled, {}
+            held = token.take_all()
             by_queue: dict[int, tuple[_Queue, list[_Message]]] = {}
             for _, (queue, message) in sorted(held.items()):
                 by_queue.setdefault(id(queue), (queue, []))[1].append(message)
@@ -300,9 +333,10 @@ class EmbeddedBroker:
 
     def _add_consumer(self, consumer: _EmbeddedConsumer) -> None:
         with self._lock:
-            queue = self._queue(consumer.queue, f"consumir de {consumer.queue}")
-            queue.consumers.append(consumer)
-            self._dispatch(queue)
+            queues = [self._queue(name, f"consumir de {name}") for name in consumer.queues]
+            for queue in queues:
+                queue.consumers.append(consumer)
+            self._dispatch_round_robin(queues)
 
     def _remove_consumer(self, consumer: _EmbeddedConsumer) -> None:
         with self._lock:
@@ -348,17 +382,18 @@ def default_broker() -> EmbeddedBroker:
 
 
 class _EmbeddedConsumer:
-    """A consumer: its handler and the worker thread that calls it in delivery order."""
+    """A consumer of one or more queues: its handler and the worker thread that calls it in delivery order."""
 
-    def __init__(self, transport: EmbeddedTransport, queue: str, handler: Callable[[Delivery], None],
+    def __init__(self, transport: EmbeddedTransport, queues: tuple[str, ...], handler: Callable[[Delivery], None],
                  prefetch: int) -> None:
-        self.queue = queue
+        self.queues = queues
+        self.queue = queues[0]
         self.handler = handler
         self.token = _Token(transport, prefetch)
         self.cancelled = False
         self._transport = transport
         self._worker = HandlerThread(
-            queue, handler, log=transport._log, requeue=lambda d: transport.nack(d, requeue=True),
+            consumer_label(queues), handler, log=transport._log, requeue=lambda d: transport.nack(d, requeue=True),
             current=lambda d: not self.cancelled and d.delivery_tag in self.token.unsettled)
 
     def cancel(self) -> None:
@@ -432,10 +467,13 @@ class EmbeddedTransport:
         if errors:
             raise errors[0]
 
-    def consume(self, queue: str, handler: Callable[[Delivery], None], *, prefetch: int = 100) -> _EmbeddedConsumer:
+    def consume(self, queue: str | Sequence[str], handler: Callable[[Delivery], None], *,
+                prefetch: int = 100) -> _EmbeddedConsumer:
+        queues = queue_names(queue)
         self._ensure_open()
-        self._check("read", "queue", queue, f"consumir de {queue}")
-        consumer = _EmbeddedConsumer(self, queue, handler, prefetch)
+        for name in queues:
+            self._check("read", "queue", name, f"consumir de {name}")
+        consumer = _EmbeddedConsumer(self, queues, handler, prefetch)
         try:
             self.broker._add_consumer(consumer)
         except TransportError:

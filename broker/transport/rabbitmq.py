@@ -2,10 +2,11 @@
 
 Every public method may be called from any thread: work is marshalled onto the IO loop with
 `add_callback_threadsafe`, and callers wait on a `Future` only where the contract says they must. Publishing uses
-one confirm-mode channel whose confirms stay in flight; each consumer has its own channel (prefetch, manual acks)
-and its own worker thread that calls the handler in delivery order. A dropped connection is re-established with
-exponential backoff, and the consumers with it; publishes that were unconfirmed at the drop fail with
-`TransportError` (the caller republishes, receivers are idempotent by idMensaje).
+one confirm-mode channel whose confirms stay in flight; each consumer has its own channel (manual acks) with one
+`basic.consume` per queue (per-consumer prefetch) and its own worker thread that calls the handler in delivery
+order. A dropped connection is re-established with exponential backoff, and the consumers with it; publishes that
+were unconfirmed at the drop fail with `TransportError` (the caller republishes, receivers are idempotent by
+idMensaje).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, InvalidStateError, wait
 from dataclasses import dataclass, field
 from functools import partial
@@ -34,11 +35,12 @@ from broker.transport.abc import (
     Topology,
     TransportError,
 )
-from broker.transport.worker import HandlerThread
+from broker.transport.worker import HandlerThread, consumer_label, queue_names
 
 __all__ = ["RabbitMQTransport"]
 
 _ACCESS_REFUSED = 403
+_NOT_FOUND = 404
 _RECONNECT_WAIT = 5.0
 """How long a publish or a blocking call waits for a lost connection to come back before failing."""
 _OP_TIMEOUT = 30.0
@@ -83,10 +85,13 @@ def _channel_error(reason: BaseException, what: str, *, publish: bool) -> Transp
 
 @dataclass(eq=False)
 class _ChannelRef:
-    """What a `Delivery.token` points at: the channel it came on and its still-unsettled delivery tags."""
+    """What a `Delivery.token` points at: the channel it came on and its still-unsettled delivery tags; on a
+    consumer's channel also which queue each consumer tag reads and which `basic.consume` awaits its answer."""
 
     channel: Any
     unsettled: set[int] = field(default_factory=set)
+    tags: dict[str, str] = field(default_factory=dict)
+    subscribing: str | None = None
 
     def alive(self) -> bool:
         return bool(self.channel.is_open)
@@ -112,27 +117,44 @@ class _PublishChannel:
 
 
 class _RabbitConsumer:
-    """A consumer: its handler, its worker thread, and the channel currently carrying it (if any)."""
+    """A consumer of one or more queues: its handler, its worker thread, and the channel currently carrying
+    it (if any)."""
 
-    def __init__(self, transport: RabbitMQTransport, queue: str, handler: Callable[[Delivery], None],
+    def __init__(self, transport: RabbitMQTransport, queues: tuple[str, ...], handler: Callable[[Delivery], None],
                  prefetch: int) -> None:
-        self.queue = queue
+        self.queues = queues
+        self.queue = queues[0]
         self.handler = handler
         self.prefetch = prefetch
         self.ref: _ChannelRef | None = None
         self.cancelled = False
         self.started: Future[None] = Future()
+        self.early: list[Delivery] | None = []
+        """Deliveries of the queues already subscribed while the others still are: handed over only once
+        every queue is consumed, so a `consume` that fails never calls the handler."""
         self._transport = transport
         self._worker = HandlerThread(
-            queue, handler, log=transport._log, requeue=lambda d: transport.nack(d, requeue=True),
+            consumer_label(queues), handler, log=transport._log, requeue=lambda d: transport.nack(d, requeue=True),
             current=lambda d: d.token.alive())  # a dead channel's deliveries come again on the new one
+
+    @property
+    def label(self) -> str:
+        return consumer_label(self.queues)
 
     def cancel(self) -> None:
         """Stop receiving; unsettled deliveries go back to the queue."""
         self._transport._cancel_consumer(self)
 
     def submit(self, delivery: Delivery) -> None:
-        self._worker.submit(delivery)
+        if self.early is not None:
+            self.early.append(delivery)
+        else:
+            self._worker.submit(delivery)
+
+    def release_early(self) -> None:
+        early, self.early = self.early or [], None
+        for delivery in early:
+            self._worker.submit(delivery)
 
     def stop_worker(self, timeout: float = 10.0) -> None:
         self._worker.stop(timeout)
@@ -229,9 +251,11 @@ class RabbitMQTransport:
                     raise type(error)(f"{error} (y {failed - 1} mensajes más fallaron)") from error
                 raise error
 
-    def consume(self, queue: str, handler: Callable[[Delivery], None], *, prefetch: int = 100) -> _RabbitConsumer:
+    def consume(self, queue: str | Sequence[str], handler: Callable[[Delivery], None], *,
+                prefetch: int = 100) -> _RabbitConsumer:
+        queues = queue_names(queue)
         self._ensure_usable()
-        consumer = _RabbitConsumer(self, queue, handler, prefetch)
+        consumer = _RabbitConsumer(self, queues, handler, prefetch)
         self._call(lambda: self._add_consumer(consumer))
         try:
             consumer.started.result(timeout=_OP_TIMEOUT)
@@ -241,7 +265,7 @@ class RabbitMQTransport:
             consumer.stop_worker()
             if isinstance(exc, TransportError):
                 raise
-            raise TransportError(f"no fue posible consumir de {queue}: {exc!r}") from exc
+            raise TransportError(f"no fue posible consumir de {consumer.label}: {exc!r}") from exc
         return consumer
 
     def ack(self, delivery: Delivery) -> None:
@@ -614,56 +638,89 @@ class RabbitMQTransport:
         connection = self._connection
         if connection is None or not connection.is_open or consumer.cancelled or self._closing:
             return
-        what = f"consumir de {consumer.queue}"
 
         def on_open(channel: Any) -> None:
             ref = _ChannelRef(channel)
             consumer.ref = ref
             channel.add_on_close_callback(lambda ch, reason: self._on_consumer_closed(consumer, ref, reason))
-            channel.add_on_cancel_callback(lambda frame: self._on_broker_cancel(consumer, ref))
-            channel.basic_qos(prefetch_count=consumer.prefetch, callback=lambda _f: channel.basic_consume(
-                consumer.queue, lambda ch, method, props, body: self._on_message(consumer, ref, method, props, body),
-                auto_ack=False, callback=lambda _f: self._on_consuming(consumer)))
+            channel.add_on_cancel_callback(lambda frame: self._on_broker_cancel(consumer, ref, frame))
+            channel.basic_qos(prefetch_count=consumer.prefetch, callback=lambda _f: self._subscribe(
+                consumer, ref, iter(consumer.queues), lambda: self._on_consuming(consumer)))
 
         try:
             connection.channel(on_open_callback=on_open)
         except Exception as exc:
-            _settle(consumer.started, TransportError(f"{what}: {exc!r}"))
+            _settle(consumer.started, TransportError(f"consumir de {consumer.label}: {exc!r}"))
+
+    def _subscribe(self, consumer: _RabbitConsumer, ref: _ChannelRef, queues: Iterator[str],
+                   done: Callable[[], None]) -> None:
+        """`basic.consume` each queue in turn on the consumer's channel (one at a time, so a broker refusal
+        names the queue it was about), then `done`."""
+        if consumer.ref is not ref or not ref.channel.is_open:
+            return
+        queue = next(queues, None)
+        if queue is None:
+            done()
+            return
+        ref.subscribing = queue
+
+        def on_ok(frame: Any) -> None:
+            ref.subscribing = None
+            ref.tags[frame.method.consumer_tag] = queue
+            self._subscribe(consumer, ref, queues, done)
+
+        ref.channel.basic_consume(
+            queue, lambda ch, method, props, body: self._on_message(consumer, ref, queue, method, props, body),
+            auto_ack=False, callback=on_ok)
 
     def _on_consuming(self, consumer: _RabbitConsumer) -> None:
         if not consumer.started.done():
+            consumer.release_early()
             _settle(consumer.started)
         else:
-            self._log.info("rabbitmq_consumidor_restablecido", cola=consumer.queue)
+            self._log.info("rabbitmq_consumidor_restablecido", cola=consumer.label, colas=len(consumer.queues))
 
     def _on_consumer_closed(self, consumer: _RabbitConsumer, ref: _ChannelRef, reason: BaseException) -> None:
         if consumer.ref is ref:
             consumer.ref = None
         if not consumer.started.done():
-            _settle(consumer.started, _channel_error(reason, f"consumir de {consumer.queue}", publish=False))
+            _settle(consumer.started, _channel_error(reason, f"consumir de {ref.subscribing or consumer.label}",
+                                                     publish=False))
             return
         if isinstance(reason, ChannelClosedByBroker) and not consumer.cancelled and not self._closing:
-            self._log.warning("rabbitmq_canal_consumidor_cerrado", cola=consumer.queue, codigo=reason.reply_code,
-                              texto=reason.reply_text)
+            self._log.warning("rabbitmq_canal_consumidor_cerrado", cola=ref.subscribing or consumer.label,
+                              codigo=reason.reply_code, texto=reason.reply_text)
+            gone = ref.subscribing
+            if reason.reply_code == _NOT_FOUND and gone is not None and len(consumer.queues) > 1:
+                consumer.queues = tuple(q for q in consumer.queues if q != gone)
+                self._log.error("rabbitmq_cola_omitida", cola=gone, quedan=len(consumer.queues))
             self._ioloop.call_later(min(2.0, self._max_delay), lambda: self._reopen_consumer(consumer))
 
-    def _on_broker_cancel(self, consumer: _RabbitConsumer, ref: _ChannelRef) -> None:
-        self._log.warning("rabbitmq_consumidor_cancelado_por_broker", cola=consumer.queue)
-        if consumer.ref is ref:
-            consumer.ref = None
-        if ref.channel.is_open:
-            ref.channel.close()
+    def _on_broker_cancel(self, consumer: _RabbitConsumer, ref: _ChannelRef, frame: Any) -> None:
+        """RabbitMQ cancelled one queue's consumer (the queue was deleted, or its node went away): consume
+        it again later on the same channel; the other queues keep flowing meanwhile."""
+        queue = ref.tags.pop(frame.method.consumer_tag, consumer.label)
+        self._log.warning("rabbitmq_consumidor_cancelado_por_broker", cola=queue)
         if not consumer.cancelled and not self._closing:
-            self._ioloop.call_later(self._max_delay, lambda: self._reopen_consumer(consumer))
+            self._ioloop.call_later(self._max_delay, lambda: self._resubscribe(consumer, ref, queue))
+
+    def _resubscribe(self, consumer: _RabbitConsumer, ref: _ChannelRef, queue: str) -> None:
+        if consumer.cancelled or self._closing or consumer.ref is not ref or queue not in consumer.queues:
+            return
+        if ref.subscribing is not None:  # another queue's basic.consume is still waiting for its answer
+            self._ioloop.call_later(0.1, lambda: self._resubscribe(consumer, ref, queue))
+            return
+        self._subscribe(consumer, ref, iter((queue,)), lambda: self._log.info(
+            "rabbitmq_consumidor_restablecido", cola=queue, colas=len(consumer.queues)))
 
     def _reopen_consumer(self, consumer: _RabbitConsumer) -> None:
         if consumer.ref is None and consumer in self._consumers:
             self._open_consumer(consumer)
 
-    def _on_message(self, consumer: _RabbitConsumer, ref: _ChannelRef, method: Any, properties: Any,
+    def _on_message(self, consumer: _RabbitConsumer, ref: _ChannelRef, queue: str, method: Any, properties: Any,
                     body: bytes) -> None:
         ref.unsettled.add(method.delivery_tag)
-        consumer.submit(self._delivery(consumer.queue, ref, method, properties, body))
+        consumer.submit(self._delivery(queue, ref, method, properties, body))
 
     def _cancel_consumer(self, consumer: _RabbitConsumer) -> None:
         if consumer.cancelled:

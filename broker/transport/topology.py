@@ -1,18 +1,28 @@
 """The platform's RabbitMQ topology, derived from the entity registry: the one place that names it.
 
-    entity A ──publish (user_id = A)──▶ gel.ingress (topic) ──#──▶ queue gel.ingress ──▶ gateway workers
+    entity A ──publish (user_id = A, key of A)──▶ gel.ingress (topic) ──<key of A>──▶ queue gel.entrada.<key of A> ─┐
+    entity B ──publish (user_id = B, key of B)──▶ gel.ingress (topic) ──<key of B>──▶ queue gel.entrada.<key of B> ─┤
+                                                         gateway workers (one channel, one consumer per queue) ◀─┘
     gateway ──publish──▶ gel.deliver (topic) ──<key of B>──▶ queue gel.entidad.<key of B> ──▶ adapter of B
     anything refused by a queue or over its delivery limit ──▶ gel.dlx (topic) ──#──▶ queue gel.dlq
 
+Ingress is one queue per sending entity, so one entity's flood waits in its own queue while the gateway keeps
+taking the others' messages (each queue has its own prefetch window on the gateway's channel): the usual
+RabbitMQ answer to a noisy tenant. Each ingress queue is bounded (`INGRESS_MAX_LENGTH`, `reject-publish`):
+past it RabbitMQ nacks the flooder's publishes, which stay in its outbox and are retried, so it gets
+back-pressure and nothing is lost. A topic permission on `gel.ingress` lets an entity publish only with its
+own routing key, so it cannot fill another entity's ingress queue.
+
 Every queue is a quorum queue with a delivery limit and at-least-once dead-lettering (which RabbitMQ only
 honours with `reject-publish` overflow). Each entity has one RabbitMQ user, named by its id, that may write
-only to the ingress exchange and read only its own queue; RabbitMQ checks the `user_id` property against
-that user, and the gateway checks it against the envelope's sender. The gateway's user (the `pasarela`
-entity) owns the whole `gel.*` namespace.
+only to the ingress exchange (with its own routing key) and read only its own queue; RabbitMQ checks the
+`user_id` property against that user, and the gateway checks it against the envelope's sender. The gateway's
+user (the `pasarela` entity) owns the whole `gel.*` namespace and has no ingress queue of its own.
 
 The same description becomes a `Topology` to declare through a transport (tests, the embedded broker), a
 RabbitMQ definitions document for `rabbitmqctl import_definitions` (deploy/rabbitmq/definitions.json), and
-the per-entity permissions.
+the per-entity permissions and topic permissions. The gateway consumes the ingress queues of the registry it
+started with: a newly registered entity needs `gel topology apply` and a gateway restart.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlparse, urlunparse
 
@@ -37,22 +48,28 @@ __all__ = [
     "HEADER_NOTICE",
     "HEADER_TIMESTAMP",
     "INGRESS_EXCHANGE",
-    "INGRESS_QUEUE",
+    "INGRESS_MAX_LENGTH",
+    "INGRESS_QUEUES",
     "MAX_QUEUE_LENGTH",
     "VHOST",
     "Permissions",
+    "TopicPermissions",
     "amqp_url_for",
     "entity_key",
     "entity_queue",
+    "ingress_queue",
+    "ingress_queues",
     "password_hash",
     "permissions_for",
     "platform_topology",
     "render_definitions",
+    "topic_permissions_for",
 ]
 
 VHOST = "gel"
 INGRESS_EXCHANGE = "gel.ingress"
-INGRESS_QUEUE = "gel.ingress"
+INGRESS_QUEUES = "gel.entrada.*"
+"""The ingress queues taken together (what the gateway consumes), as operators read it."""
 DELIVER_EXCHANGE = "gel.deliver"
 DEAD_LETTER_EXCHANGE = "gel.dlx"
 DEAD_LETTER_QUEUE = "gel.dlq"
@@ -62,6 +79,9 @@ HEADER_NOTICE = "x-gel-aviso"
 """On a delivered message of a deprecated service version: the catalog's warning (GEL-AUTHZ-DEPRECATED)."""
 DELIVERY_LIMIT = 5
 MAX_QUEUE_LENGTH = 1_000_000
+"""Every `gel.*` queue (the `gel-colas-acotadas` policy); RabbitMQ applies the lower of a policy and an argument."""
+INGRESS_MAX_LENGTH = 50_000
+"""Messages one entity may have waiting on ingress; past it RabbitMQ nacks its publishes (`reject-publish`)."""
 DELIVERER_KIND = "pasarela"
 """The entity kind whose RabbitMQ user runs the gateway."""
 
@@ -74,31 +94,59 @@ def entity_key(entity_id: str) -> str:
 
 
 def entity_queue(entity_id: str) -> str:
+    """The entity's inbox: what the gateway routes to it."""
     return f"gel.entidad.{entity_key(entity_id)}"
 
 
-def _quorum(*, dead_letter: bool = True) -> dict[str, Any]:
+def ingress_queue(entity_id: str) -> str:
+    """The entity's ingress queue: what it published and the gateway has not taken yet."""
+    return INGRESS_QUEUES.replace("*", entity_key(entity_id))
+
+
+def _members(entities: Iterable[Entity]) -> list[Entity]:
+    """The entities with an inbox and an ingress queue: all but the gateway's own."""
+    return [e for e in entities if e.kind != DELIVERER_KIND]
+
+
+def ingress_queues(entities: Iterable[Entity]) -> tuple[str, ...]:
+    """Every ingress queue of these entities, in registry order: what the gateway consumes."""
+    return tuple(ingress_queue(e.id) for e in _members(entities))
+
+
+@dataclass(frozen=True, slots=True)
+class TopicPermissions:
+    """RabbitMQ's topic authorisation of a user on one topic exchange: regexes over the routing key of a
+    publish (`write`) and of a binding (`read`)."""
+
+    exchange: str
+    write: str
+    read: str
+
+
+def _quorum(*, dead_letter: bool = True, max_length: int | None = None) -> dict[str, Any]:
     arguments: dict[str, Any] = {"x-queue-type": "quorum", "x-delivery-limit": DELIVERY_LIMIT,
                                  "x-overflow": "reject-publish"}
     if dead_letter:
         arguments |= {"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE, "x-dead-letter-strategy": "at-least-once"}
+    if max_length is not None:
+        arguments["x-max-length"] = max_length
     return arguments
 
 
 def platform_topology(entities: Iterable[Entity]) -> Topology:
-    """Exchanges, queues and bindings for these entities (the gateway's own entity gets no inbox)."""
-    inboxes = [e for e in entities if e.kind != DELIVERER_KIND]
+    """Exchanges, queues and bindings for these entities (the gateway's own entity gets no queues)."""
+    members = _members(entities)
     return Topology(
         exchanges=(ExchangeSpec(INGRESS_EXCHANGE), ExchangeSpec(DELIVER_EXCHANGE), ExchangeSpec(DEAD_LETTER_EXCHANGE)),
         queues=(
-            QueueSpec(INGRESS_QUEUE, _quorum()),
             QueueSpec(DEAD_LETTER_QUEUE, _quorum(dead_letter=False)),
-            *(QueueSpec(entity_queue(e.id), _quorum()) for e in inboxes),
+            *(QueueSpec(ingress_queue(e.id), _quorum(max_length=INGRESS_MAX_LENGTH)) for e in members),
+            *(QueueSpec(entity_queue(e.id), _quorum()) for e in members),
         ),
         bindings=(
-            Binding(INGRESS_EXCHANGE, INGRESS_QUEUE, "#"),
             Binding(DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, "#"),
-            *(Binding(DELIVER_EXCHANGE, entity_queue(e.id), entity_key(e.id)) for e in inboxes),
+            *(Binding(INGRESS_EXCHANGE, ingress_queue(e.id), entity_key(e.id)) for e in members),
+            *(Binding(DELIVER_EXCHANGE, entity_queue(e.id), entity_key(e.id)) for e in members),
         ),
     )
 
@@ -108,6 +156,14 @@ def permissions_for(entity: Entity) -> Permissions:
         return Permissions(configure=r"^gel\..*", write=r"^gel\..*", read=r"^gel\..*")
     return Permissions(configure="^$", write=f"^{re.escape(INGRESS_EXCHANGE)}$",
                        read=f"^{re.escape(entity_queue(entity.id))}$")
+
+
+def topic_permissions_for(entity: Entity) -> tuple[TopicPermissions, ...]:
+    """An entity publishes to ingress only with its own routing key, so only into its own ingress queue;
+    the gateway's user has none (RabbitMQ then allows every routing key)."""
+    if entity.kind == DELIVERER_KIND:
+        return ()
+    return (TopicPermissions(exchange=INGRESS_EXCHANGE, write=f"^{re.escape(entity_key(entity.id))}$", read="^$"),)
 
 
 def password_hash(password: str, *, salt: bytes | None = None) -> str:
@@ -125,7 +181,9 @@ def render_definitions(entities: Iterable[Entity], *, vhost: str = VHOST,
     document kept in the repository should say."""
     listed = list(entities)
     topology = platform_topology(listed)
-    users, permissions = [], []
+    users: list[dict[str, Any]] = []
+    permissions: list[dict[str, Any]] = []
+    topic_permissions: list[dict[str, str]] = []
     for entity in listed:
         secret = (passwords or {}).get(entity.id)
         users.append({"name": entity.id, "password_hash": password_hash(secret) if secret else "",
@@ -133,12 +191,15 @@ def render_definitions(entities: Iterable[Entity], *, vhost: str = VHOST,
         granted = permissions_for(entity)
         permissions.append({"user": entity.id, "vhost": vhost, "configure": granted.configure,
                             "write": granted.write, "read": granted.read})
+        topic_permissions.extend({"user": entity.id, "vhost": vhost, "exchange": t.exchange, "write": t.write,
+                                  "read": t.read} for t in topic_permissions_for(entity))
     return {
         "rabbit_version": _RABBITMQ_VERSION,
         "rabbitmq_version": _RABBITMQ_VERSION,
         "users": users,
         "vhosts": [{"name": vhost}],
         "permissions": permissions,
+        "topic_permissions": topic_permissions,
         "policies": [{
             "vhost": vhost, "name": "gel-colas-acotadas", "pattern": r"^gel\.", "apply-to": "queues",
             "priority": 0, "definition": {"max-length": MAX_QUEUE_LENGTH, "overflow": "reject-publish"},

@@ -1,15 +1,29 @@
-"""The thread on which a consumer's handler runs (both transports): deliveries in order, one at a time."""
+"""What both transports' consumers share: the thread on which a handler runs (deliveries in order, one at a
+time) and the reading of `consume`'s queue argument."""
 
 from __future__ import annotations
 
 import queue as queue_mod
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from broker.transport.abc import Delivery
 
-__all__ = ["HandlerThread"]
+__all__ = ["HandlerThread", "consumer_label", "queue_names"]
+
+
+def queue_names(queue: str | Sequence[str]) -> tuple[str, ...]:
+    """One queue or several, each once, in the given order."""
+    names = (queue,) if isinstance(queue, str) else tuple(dict.fromkeys(queue))
+    if not names:
+        raise ValueError("consume necesita al menos una cola")
+    return names
+
+
+def consumer_label(queues: Sequence[str]) -> str:
+    """How logs and thread names call a consumer: its queue, or its first queue and how many more."""
+    return queues[0] if len(queues) == 1 else f"{queues[0]}+{len(queues) - 1}"
 
 
 class HandlerThread:

@@ -96,7 +96,7 @@ def test_a_redelivered_request_is_not_handled_again(scene: Scene) -> None:
     scene.inbox.wait_for(2)
     again = scene.caller.store.sent(message_id=request_id)[0].body
     scene.platform.transport(ORCHESTRATOR).publish_all([OutgoingMessage(
-        INGRESS_EXCHANGE, entity_key(REGISTRADURIA), again, message_id=request_id, user_id=ORCHESTRATOR)])
+        INGRESS_EXCHANGE, entity_key(ORCHESTRATOR), again, message_id=request_id, user_id=ORCHESTRATOR)])
     routed = scene.platform.wait_routed(5)
     assert any(r.outcome == "reenviado" for r in routed), "the platform delivered it a second time"
     time.sleep(0.5)

@@ -18,7 +18,14 @@ from broker.settings import Settings
 from broker.transport.abc import Delivery, OutgoingMessage
 from broker.transport.provisioning import Credentials
 from broker.transport.rabbitmq import RabbitMQTransport
-from broker.transport.topology import DELIVER_EXCHANGE, INGRESS_QUEUE, entity_key, entity_queue
+from broker.transport.topology import (
+    DELIVER_EXCHANGE,
+    INGRESS_EXCHANGE,
+    INGRESS_QUEUES,
+    entity_key,
+    entity_queue,
+    ingress_queue,
+)
 from tests.conftest import ENTITIES_FILE
 from tests.integration.api_kit import REGISTRADURIA, SISBEN, bearer
 
@@ -60,6 +67,8 @@ def test_the_depth_of_every_platform_queue_is_exported(
         exchange=DELIVER_EXCHANGE, routing_key=entity_key(REGISTRADURIA), body=f"<m>{n}</m>".encode(),
         message_id=f"metricas-{n}") for n in range(3)])
     sisben = RabbitMQTransport(credentials.url(base_url, SISBEN), user_label="test-metricas-sisben")
+    sisben.publish_all([OutgoingMessage(exchange=INGRESS_EXCHANGE, routing_key=entity_key(SISBEN), body=b"<m/>",
+                                        user_id=SISBEN) for _ in range(2)])
     held: list[Delivery] = []
     consumer = sisben.consume(entity_queue(SISBEN), held.append)
     settings = settings_for(tmp_path, amqp_url=base_url, transport="rabbitmq", rabbitmq_vhost=credentials.vhost,
@@ -75,20 +84,33 @@ def test_the_depth_of_every_platform_queue_is_exported(
                 break
             time.sleep(0.2)
         operator, own = liveness(settings, None), liveness(settings, SISBEN)
+        gateway_consumer = gateway_connection.consume([ingress_queue(REGISTRADURIA)], lambda d: None)
+        try:
+            working = {c["entidad"]: c for c in liveness(settings, None)["conexiones"]}
+        finally:
+            gateway_consumer.cancel()
     finally:
         consumer.cancel()
         sisben.close()
+        gateway_connection.purge(ingress_queue(SISBEN))
     assert "gel_cola_disponible 1.0" in text
     assert sample(text, "gel_cola_mensajes", entity_queue(REGISTRADURIA)) == 3.0
     assert sample(text, "gel_cola_consumidores", entity_queue(REGISTRADURIA)) == 0.0
     assert sample(text, "gel_cola_consumidores", entity_queue(SISBEN)) == 1.0
-    assert sample(text, "gel_cola_mensajes", INGRESS_QUEUE) == 0.0
+    assert sample(text, "gel_cola_mensajes", ingress_queue(SISBEN)) == 2.0, "each entity's ingress, by queue"
+    assert sample(text, "gel_cola_mensajes", ingress_queue(REGISTRADURIA)) == 0.0
+    assert sample(text, "gel_cola_consumidores", ingress_queue(SISBEN)) == 0.0
     assert sample(text, "gel_cola_mensajes", entity_queue(GATEWAY)) is None, "the gateway has no inbox"
+    assert sample(text, "gel_cola_mensajes", ingress_queue(GATEWAY)) is None, "nor an ingress queue"
+    assert sample(text, "gel_cola_mensajes", "gel.ingress") is None, "no shared ingress queue any more"
     assert operator["colas_leidas"]
     connections = {c["entidad"]: c for c in operator["conexiones"]}
     assert connections[SISBEN]["en_linea"] and connections[SISBEN]["cola"] == entity_queue(SISBEN)
     assert not connections[REGISTRADURIA]["en_linea"] and connections[REGISTRADURIA]["mensajes_en_cola"] == 3
-    assert connections[GATEWAY]["cola"] == INGRESS_QUEUE and not connections[GATEWAY]["en_linea"]
+    assert connections[GATEWAY]["cola"] == INGRESS_QUEUES and not connections[GATEWAY]["en_linea"]
+    assert connections[GATEWAY]["mensajes_en_cola"] == 2, "the gateway's backlog: every ingress queue together"
+    assert working[GATEWAY]["en_linea"] and working[GATEWAY]["consumidores"] == 1, (
+        "the gateway is up as soon as it consumes ingress")
     assert [c["entidad"] for c in own["conexiones"]] == [SISBEN], "an entity sees only its own connection"
 
 

@@ -24,7 +24,7 @@ from broker.settings import Settings
 from broker.transport.abc import OutgoingMessage
 from broker.transport.provisioning import Credentials
 from broker.transport.rabbitmq import RabbitMQTransport
-from broker.transport.topology import INGRESS_EXCHANGE, INGRESS_QUEUE, entity_key, entity_queue
+from broker.transport.topology import INGRESS_EXCHANGE, entity_key, entity_queue, ingress_queue
 from tests.conftest import ENTITIES_FILE, ROOT
 
 pytestmark = pytest.mark.rabbitmq
@@ -52,8 +52,8 @@ class Running:
         message = reissue(template)
         body = sign_message(message, self.pki.credential(ORCHESTRATOR))
         message_id = parse_untrusted(body).findtext(".//{*}idMensaje") or ""
-        self.sender.publish_all([OutgoingMessage(INGRESS_EXCHANGE, entity_key(SNR), body, message_id=message_id,
-                                                 user_id=ORCHESTRATOR)], timeout=10)
+        self.sender.publish_all([OutgoingMessage(INGRESS_EXCHANGE, entity_key(ORCHESTRATOR), body,
+                                                 message_id=message_id, user_id=ORCHESTRATOR)], timeout=10)
         with self.lock:
             assert self.lock.wait_for(lambda: message_id in self.routed, timeout=20), "the gateway did not answer"
             return self.routed[message_id]
@@ -69,7 +69,7 @@ def running(rabbitmq_platform: tuple[str, Credentials], pki: DevPKI, tmp_path: P
                   for user in (GATEWAY, ORCHESTRATOR, SNR)]
     running = Running(settings, transports[1], transports[2], pki)
     parts = build_gateway(settings, transports[0], on_routed=running.on_routed)
-    for queue in (INGRESS_QUEUE, entity_queue(SNR)):
+    for queue in (ingress_queue(ORCHESTRATOR), entity_queue(SNR)):
         transports[0].purge(queue)
     parts.gateway.start()
     yield running

@@ -29,7 +29,7 @@ from broker.security.timestamp import verify_token
 from broker.security.verification import verify_message
 from broker.settings import Settings
 from broker.transport.abc import Delivery, OutgoingMessage, PublishError
-from broker.transport.topology import DEAD_LETTER_QUEUE, INGRESS_EXCHANGE
+from broker.transport.topology import DEAD_LETTER_QUEUE, INGRESS_EXCHANGE, entity_key
 from tests.conftest import ENTITIES_FILE, ROOT, SAMPLES
 
 CATALOG_FILE = ROOT / "deploy" / "catalog.yaml"
@@ -267,9 +267,32 @@ def test_a_message_that_keeps_failing_transiently_is_parked_with_its_reason(
     assert platform.nothing_for(REGISTRADURIA) and platform.nothing_for(ORCHESTRATOR)
 
 
+def test_a_database_outage_holds_the_message_without_spending_its_attempts(
+        platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = platform.local.parts.log
+    append_many, failed = log.append_many, []
+
+    def append_unless_down(*args: object, **kwargs: object) -> object:
+        if len(failed) < 8:  # longer than max_attempts quick retries would last
+            failed.append(time.monotonic())
+            raise OperationalError("INSERT INTO message_log", {}, Exception("el servidor se está reiniciando"))
+        return append_many(*args, **kwargs)
+
+    monkeypatch.setattr(log, "append_many", append_unless_down)
+    monkeypatch.setattr(log, "answers", lambda: len(failed) >= 8)
+    monkeypatch.setattr("broker.gateway.gateway.OUTAGE_LONGEST_WAIT", 0.5)
+    body = signed("verificarIdentidad-solicitud.xml", platform.pki)
+    platform.send(ORCHESTRATOR, body)
+    assert platform.receive(REGISTRADURIA).body == body
+    [routed] = platform.wait_routed(1)
+    assert routed.outcome == "entregado" and routed.attempt == 0, routed
+    assert len(failed) == 8 and failed[-1] - failed[0] >= 2.0, "the outage was waited out, not retried at once"
+    assert dead_letters(platform) == []
+
+
 def test_an_unreadable_message_without_a_publisher_is_parked_not_dropped(platform: Platform) -> None:
     platform.local.transport(ORCHESTRATOR).publish_all([OutgoingMessage(
-        exchange=INGRESS_EXCHANGE, routing_key="CO.GOB.899999040", body=b"\x00 esto no es XML", user_id=None)])
+        exchange=INGRESS_EXCHANGE, routing_key=entity_key(ORCHESTRATOR), body=b"\x00 esto no es XML", user_id=None)])
     deadline = time.monotonic() + 10
     parked: list[Delivery] = []
     while not parked and time.monotonic() < deadline:

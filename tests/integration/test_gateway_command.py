@@ -1,5 +1,5 @@
-"""`gel gateway --workers 2` as an operator runs it: two worker processes compete on ingress, every message
-crosses once, and SIGTERM stops them cleanly."""
+"""`gel gateway --workers 2` as an operator runs it: two worker processes compete on every ingress queue, every
+message crosses once, and SIGTERM stops them cleanly."""
 
 from __future__ import annotations
 
@@ -14,14 +14,15 @@ import pytest
 
 from broker.gelxml.envelope import read_header, reissue
 from broker.gelxml.parsing import parse_untrusted
+from broker.security.entities import load_entities
 from broker.security.message_log import MessageLog
 from broker.security.pki import DevPKI
 from broker.security.signing import sign_message
 from broker.transport.abc import OutgoingMessage
 from broker.transport.provisioning import Credentials
 from broker.transport.rabbitmq import RabbitMQTransport
-from broker.transport.topology import INGRESS_EXCHANGE, INGRESS_QUEUE, entity_key, entity_queue
-from tests.conftest import ROOT, SAMPLES
+from broker.transport.topology import INGRESS_EXCHANGE, entity_key, entity_queue, ingress_queues
+from tests.conftest import ENTITIES_FILE, ROOT, SAMPLES
 from tests.integration.conftest import rabbitmqctl
 
 pytestmark = pytest.mark.rabbitmq
@@ -31,12 +32,14 @@ REGISTRADURIA = "CO/GOB/899999040"
 COUNT = 200
 
 
-def _consumers_on_ingress(vhost: str) -> int:
+def _consumers_on_ingress(vhost: str) -> list[int]:
+    """The consumers of each ingress queue (every worker takes every one of them)."""
+    queues = ingress_queues(load_entities(ENTITIES_FILE))
+    counts: dict[str, int] = {}
     for line in rabbitmqctl("list_queues", "-p", vhost, "name", "consumers").splitlines():
         name, _, consumers = line.partition("\t")
-        if name == INGRESS_QUEUE:
-            return int(consumers)
-    return 0
+        counts[name] = int(consumers) if consumers.strip().isdigit() else 0
+    return [counts.get(name, 0) for name in queues]
 
 
 def test_two_worker_processes_share_ingress_and_stop_on_sigterm(
@@ -52,14 +55,14 @@ def test_two_worker_processes_share_ingress_and_stop_on_sigterm(
     receiver = RabbitMQTransport(credentials.url(base_url, REGISTRADURIA))
     try:
         deadline = time.monotonic() + 60
-        while _consumers_on_ingress(credentials.vhost) < 2:
+        while min(_consumers_on_ingress(credentials.vhost)) < 2:
             assert gateway.poll() is None, gateway.communicate()[1][-3000:]
             assert time.monotonic() < deadline, "the two workers never started consuming"
             time.sleep(0.5)
         template = parse_untrusted((SAMPLES / "valid" / "verificarIdentidad-solicitud.xml").read_bytes())
         bodies = [sign_message(reissue(template), pki.credential(ORCHESTRATOR)) for _ in range(COUNT)]
         ids = {read_header(parse_untrusted(b)).message_id for b in bodies}
-        sender.publish_all([OutgoingMessage(INGRESS_EXCHANGE, entity_key(REGISTRADURIA), b, user_id=ORCHESTRATOR)
+        sender.publish_all([OutgoingMessage(INGRESS_EXCHANGE, entity_key(ORCHESTRATOR), b, user_id=ORCHESTRATOR)
                             for b in bodies])
         received: list[str] = []
         while len(received) < COUNT and time.monotonic() < deadline + 60:
@@ -80,6 +83,6 @@ def test_two_worker_processes_share_ingress_and_stop_on_sigterm(
         assert {r.message_id for r in accepted} == ids and len(accepted) == COUNT
         assert log.verify().ok
     deadline = time.monotonic() + 30
-    while _consumers_on_ingress(credentials.vhost) and time.monotonic() < deadline:
+    while any(_consumers_on_ingress(credentials.vhost)) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert _consumers_on_ingress(credentials.vhost) == 0, "a worker kept consuming after SIGTERM"
+    assert not any(_consumers_on_ingress(credentials.vhost)), "a worker kept consuming after SIGTERM"

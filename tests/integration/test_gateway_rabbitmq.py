@@ -27,7 +27,7 @@ from broker.transport.abc import (
 )
 from broker.transport.provisioning import Credentials
 from broker.transport.rabbitmq import RabbitMQTransport
-from broker.transport.topology import DELIVER_EXCHANGE, INGRESS_EXCHANGE, INGRESS_QUEUE, entity_key, entity_queue
+from broker.transport.topology import DELIVER_EXCHANGE, INGRESS_EXCHANGE, entity_key, entity_queue, ingress_queue
 from tests.conftest import ENTITIES_FILE, ROOT, SAMPLES
 from tests.integration.conftest import rabbitmqctl
 
@@ -69,11 +69,15 @@ def test_an_entity_cannot_bypass_the_gateway_or_reshape_the_topology(connect) ->
         colsubsidio.publish(straight).result(timeout=10)
     with pytest.raises(TransportError, match="ACCESS_REFUSED"):
         colsubsidio.declare(Topology(queues=(QueueSpec("gel.entidad.mia"),)))
-    with pytest.raises(PublishError):
-        colsubsidio.publish(OutgoingMessage(INGRESS_EXCHANGE, entity_key(REGISTRADURIA), b"<mensaje/>",
+    with pytest.raises(PublishError, match="PRECONDITION_FAILED"):
+        colsubsidio.publish(OutgoingMessage(INGRESS_EXCHANGE, entity_key(COLSUBSIDIO), b"<mensaje/>",
                                             user_id=ORCHESTRATOR)).result(timeout=10)
-    colsubsidio.publish_all([OutgoingMessage(INGRESS_EXCHANGE, "nadie", b"<mensaje/>", user_id=COLSUBSIDIO,
-                                             mandatory=False)])
+    with pytest.raises(TransportError, match="ACCESS_REFUSED"):
+        colsubsidio.publish(OutgoingMessage(INGRESS_EXCHANGE, "nadie", b"<mensaje/>", user_id=COLSUBSIDIO,
+                                            mandatory=False)).result(timeout=10)
+    colsubsidio.publish_all([OutgoingMessage(INGRESS_EXCHANGE, entity_key(COLSUBSIDIO), b"<mensaje/>",
+                                             user_id=COLSUBSIDIO)])
+    assert connect(GATEWAY).purge(ingress_queue(COLSUBSIDIO)) == 1, "its own routing key reaches its ingress queue"
 
 
 def _stream(pki: DevPKI, count: int) -> list[bytes]:
@@ -115,7 +119,7 @@ def test_a_broker_restart_mid_stream_loses_nothing_and_duplicates_nothing(
 
     workers: list[GatewayParts] = [build_gateway(settings, connect(GATEWAY), on_routed=on_routed, prefetch=32)
                                    for _ in range(2)]
-    for queue in (INGRESS_QUEUE, entity_queue(REGISTRADURIA)):
+    for queue in (*workers[0].gateway.queues, entity_queue(REGISTRADURIA)):
         workers[0].gateway.transport.purge(queue)  # what earlier tests in this vhost left behind
     wire: list[str] = []
     application: list[str] = []
@@ -153,7 +157,7 @@ def test_a_broker_restart_mid_stream_loses_nothing_and_duplicates_nothing(
             time.sleep(0.02)
 
     resent = _publish_until_confirmed(connect(ORCHESTRATOR), [
-        OutgoingMessage(INGRESS_EXCHANGE, entity_key(REGISTRADURIA), body, message_id=message_id, user_id=ORCHESTRATOR)
+        OutgoingMessage(INGRESS_EXCHANGE, entity_key(ORCHESTRATOR), body, message_id=message_id, user_id=ORCHESTRATOR)
         for body, message_id in zip(bodies, ids, strict=True)], deadline, pace)
     restarter.join(timeout=120)
     assert restarted.is_set(), "the broker was not restarted during the stream"

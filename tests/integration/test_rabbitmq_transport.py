@@ -168,3 +168,34 @@ def test_publish_rate_with_confirms_in_flight(transport: RabbitMQTransport,
     record_property("one_by_one_msgs_per_s", round(blocking))
     assert pipelined > blocking
     assert transport.purge(f"{name}.q") == 2200
+
+
+def test_a_queue_deleted_under_a_multi_queue_consumer_is_left_out_and_the_others_keep_flowing(
+        make_transport: Callable[[], RabbitMQTransport]) -> None:
+    transport, admin = make_transport(), make_transport()
+    name = _unique()
+    transport.declare(Topology(exchanges=(ExchangeSpec(f"{name}.ex", "topic"),),
+                               queues=(QueueSpec(f"{name}.a", QUORUM), QueueSpec(f"{name}.b", QUORUM)),
+                               bindings=(Binding(f"{name}.ex", f"{name}.a", "a"),
+                                         Binding(f"{name}.ex", f"{name}.b", "b"))))
+    received: list[Delivery] = []
+
+    def handle(delivery: Delivery) -> None:
+        received.append(delivery)
+        transport.ack(delivery)
+
+    consumer = transport.consume([f"{name}.a", f"{name}.b"], handle, prefetch=10)
+
+    def send(key: str, message_id: str) -> None:
+        transport.publish(OutgoingMessage(f"{name}.ex", key, b"x", message_id=message_id, mandatory=False)).result(10)
+
+    send("a", "a1")
+    send("b", "b1")
+    assert _wait_for(lambda: {d.message_id for d in received} == {"a1", "b1"})
+    admin.delete_queue(f"{name}.b")  # RabbitMQ cancels that queue's consumer
+    send("a", "a2")
+    assert _wait_for(lambda: "a2" in {d.message_id for d in received}), "the other queue stopped flowing"
+    assert _wait_for(lambda: consumer.queues == (f"{name}.a",), timeout=30), "the deleted queue was not left out"
+    send("a", "a3")
+    assert _wait_for(lambda: "a3" in {d.message_id for d in received})
+    assert sorted(d.message_id or "" for d in received) == ["a1", "a2", "a3", "b1"]

@@ -562,3 +562,90 @@ def test_a_full_drop_head_queue_dead_letters_its_oldest(transport: Transport) ->
     transport.ack(dead)
     assert sorted(d.message_id or "" for d in (_get(transport, f"{name}.q"), _get(transport, f"{name}.q"))) == [
         "1", "2"]
+
+
+def _two_queues(name: str) -> Topology:
+    """Queues `a` and `b`, routed by their own key from one exchange (as ingress routes by sender)."""
+    return Topology(exchanges=(ExchangeSpec(f"{name}.ex", "topic"),),
+                    queues=(QueueSpec(f"{name}.a", QUORUM), QueueSpec(f"{name}.b", QUORUM)),
+                    bindings=(Binding(f"{name}.ex", f"{name}.a", "a"), Binding(f"{name}.ex", f"{name}.b", "b")))
+
+
+def test_one_consumer_takes_several_queues_on_one_thread(transport: Transport) -> None:
+    name = _unique()
+    transport.declare(_two_queues(name))
+    inbox = Inbox(transport)
+    consumer = transport.consume([f"{name}.a", f"{name}.b"], inbox, prefetch=20)
+    assert (consumer.queue, consumer.queues) == (f"{name}.a", (f"{name}.a", f"{name}.b"))
+    transport.publish_all([OutgoingMessage(f"{name}.ex", key, key.encode(), message_id=f"{key}{i}")
+                           for i in range(50) for key in ("a", "b")])
+    inbox.wait(100)
+    time.sleep(0.3)
+    assert sorted(inbox.ids()) == sorted(f"{key}{i}" for i in range(50) for key in ("a", "b")), "each exactly once"
+    assert all(d.queue == f"{name}.{d.body.decode()}" for d in inbox.items), "each delivery names its queue"
+    assert set(inbox.threads) == {f"gel-consumer-{name}.a+1"}, "one handler thread for every queue"
+    consumer.cancel()
+    transport.publish_all([OutgoingMessage(f"{name}.ex", key, b"later") for key in ("a", "b")])
+    time.sleep(0.3)
+    assert len(inbox.items) == 100, "nothing after cancel"
+    assert _drain(transport, f"{name}.a", 1) == ["later"] and _drain(transport, f"{name}.b", 1) == ["later"], (
+        "everything delivered before the cancel was acked")
+
+
+def test_prefetch_of_a_multi_queue_consumer_counts_per_queue_and_settling_works(transport: Transport) -> None:
+    name = _unique()
+    transport.declare(_two_queues(name))
+    transport.publish_all([OutgoingMessage(f"{name}.ex", key, key.encode(), message_id=f"{key}{i}")
+                           for i in range(3) for key in ("a", "b")])
+    inbox = Inbox()
+    consumer = transport.consume((f"{name}.a", f"{name}.b"), inbox, prefetch=1)
+    inbox.wait(2)
+    time.sleep(0.5)
+    assert sorted(inbox.ids()) == ["a0", "b0"], "one unsettled delivery per queue, not one per consumer"
+    first_a, first_b = sorted(inbox.items, key=lambda d: d.queue)
+    transport.nack(first_b, requeue=True)
+    transport.ack(first_a)
+    settled = 2
+    while settled < 7:
+        for delivery in inbox.wait(settled + 1)[settled:]:
+            transport.ack(delivery)
+            settled += 1
+    assert sorted(inbox.ids()) == ["a0", "a1", "a2", "b0", "b0", "b1", "b2"]
+    again = [d for d in inbox.items if d.message_id == "b0"][1]
+    assert again.redelivered and again.delivery_count == 1 and again.queue == f"{name}.b"
+    transport.publish_all([OutgoingMessage(f"{name}.ex", key, b"held") for key in ("a", "b")])
+    inbox.wait(9)
+    consumer.cancel()
+    assert _drain(transport, f"{name}.a", 1) == ["held"] and _drain(transport, f"{name}.b", 1) == ["held"], (
+        "the unsettled deliveries of a cancelled consumer go back to their own queues")
+
+
+def test_a_backlog_in_one_queue_does_not_hold_back_another(transport: Transport) -> None:
+    """The fairness the gateway relies on: 200 waiting in `a`, 5 in `b`; `b`'s all arrive long before `a`'s
+    backlog is drained, because each queue has its own prefetch window."""
+    name = _unique()
+    transport.declare(_two_queues(name))
+    transport.publish_all([OutgoingMessage(f"{name}.ex", "a", b"a", message_id=f"a{i}") for i in range(200)])
+    transport.publish_all([OutgoingMessage(f"{name}.ex", "b", b"b", message_id=f"b{i}") for i in range(5)])
+    inbox = Inbox(transport)
+    transport.consume([f"{name}.a", f"{name}.b"], inbox, prefetch=10)
+    inbox.wait(205, timeout=30)
+    order = inbox.ids()
+    last_b = max(i for i, m in enumerate(order) if (m or "").startswith("b"))
+    ahead = sum(1 for m in order[:last_b] if (m or "").startswith("a"))
+    assert ahead < 100, f"{ahead} of a's 200 were delivered before b's 5: b waited behind a's backlog"
+    assert sorted(m or "" for m in order if (m or "").startswith("b")) == [f"b{i}" for i in range(5)]
+
+
+def test_one_missing_queue_fails_a_multi_queue_consume_and_leaves_the_others_alone(transport: Transport) -> None:
+    name = _unique()
+    transport.declare(_two_queues(name))
+    transport.publish(OutgoingMessage(f"{name}.ex", "a", b"kept", message_id="kept")).result(WAIT)
+    inbox = Inbox(transport)
+    with pytest.raises(TransportError, match="NOT_FOUND"):
+        transport.consume([f"{name}.a", f"{name}.none", f"{name}.b"], inbox)
+    time.sleep(0.3)
+    assert not inbox.items
+    assert _drain(transport, f"{name}.a", 1) == ["kept"]
+    with pytest.raises(ValueError):
+        transport.consume([], inbox)

@@ -30,7 +30,7 @@ from adapters.sdk.config import load_adapter_config
 from broker.cli import app
 from broker.security.entities import load_entities
 from broker.settings import Settings
-from broker.transport.topology import DELIVERER_KIND, amqp_url_for, platform_topology
+from broker.transport.topology import DELIVERER_KIND, amqp_url_for, ingress_queues, platform_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -769,8 +769,9 @@ def test_the_committed_definitions_declare_quorum_queues_for_the_platform_s_queu
     expected = {q.name for q in platform_topology(entities).queues}
     queues = {q["name"]: q for q in definitions["queues"]}
     assert set(queues) == expected
-    assert {"gel.ingress", "gel.dlq"} <= expected
-    assert len(expected) == 2 + len([e for e in entities if e.kind != DELIVERER_KIND])
+    members = [e for e in entities if e.kind != DELIVERER_KIND]
+    assert {"gel.dlq", *ingress_queues(entities)} <= expected and "gel.ingress" not in expected
+    assert len(expected) == 1 + 2 * len(members)
     for name, queue in queues.items():
         assert queue["vhost"] == vhost and queue["durable"] is True, name
         assert queue["arguments"]["x-queue-type"] == "quorum", f"{name} is not a quorum queue"
@@ -780,6 +781,8 @@ def test_the_committed_definitions_declare_quorum_queues_for_the_platform_s_queu
     assert vhost == _environment(_services()["topology"])["GEL_RABBITMQ_VHOST"]
     assert vhost == _kube("ConfigMap")["gel-configuracion"]["data"]["GEL_RABBITMQ_VHOST"]
     assert all(not user["password_hash"] for user in definitions["users"]), "no password hashes in the repository"
+    assert {(t["user"], t["exchange"]) for t in definitions["topic_permissions"]} == {
+        (e.id, "gel.ingress") for e in members}, "each entity publishes to ingress only with its own routing key"
 
 
 # ------------------------------------------------------------------------------------------ PRODUCTION.md
