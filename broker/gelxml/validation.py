@@ -231,6 +231,22 @@ def _header_faults(root: etree._Element, header: Header, payload: etree._Element
     return service, faults
 
 
+def _schema_valid_header(root: etree._Element) -> Header:
+    """The header of a schema-valid message. xs:dateTime admits instants Python's datetime cannot hold
+    (hour 24, years before 1 or after 9999): such a fechaHoraEnvio is refused as an invalid value."""
+    try:
+        return read_header(root)
+    except ValueError:
+        sent = root.find(f"{qname(MENSAJE, 'encabezado')}/{qname(MENSAJE, 'fechaHoraEnvio')}")
+        raise GelFault(falla(
+            FaultCode.VALID_VALUE,
+            location=Location(line=sent.sourceline if sent is not None else None,
+                              xpath="/mensaje/encabezado/fechaHoraEnvio"),
+            element="msj:fechaHoraEnvio", value=f"'{(sent.text or '').strip() if sent is not None else ''}'",
+            type="msj:tipoFechaHoraZona (años 0001 a 9999, horas 00 a 23)",
+        )) from None
+
+
 def validate_message(root: etree._Element, registry: SchemaRegistry) -> ValidatedMessage:
     """Validate a parsed message, or raise `GelFault` listing every problem found."""
     if root.tag != qname(MENSAJE, "mensaje"):
@@ -242,7 +258,7 @@ def validate_message(root: etree._Element, registry: SchemaRegistry) -> Validate
     language = registry.language
     if not language.validate(root):
         _raise_all([schema_fault(root, entry) for entry in list(language.error_log)[:MAX_PROBLEMS]])
-    header = read_header(root)
+    header = _schema_valid_header(root)
     payload = payload_of(root)
     assert payload is not None
     service, faults = _header_faults(root, header, payload, registry)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
@@ -178,7 +178,7 @@ def _issued_by(certificate: x509.Certificate, root: x509.Certificate) -> bool:
     try:
         certificate.verify_directly_issued_by(root)
         outcome = True
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         outcome = False
     if len(_ISSUED_BY) >= _ISSUED_BY_MAX:
         _ISSUED_BY.clear()

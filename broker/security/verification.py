@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from lxml import etree
 from signxml import SignatureConfiguration, XMLVerifier
 from signxml.algorithms import DigestAlgorithm
-from signxml.exceptions import InvalidDigest, InvalidInput, InvalidSignature
+from signxml.exceptions import InvalidDigest, InvalidSignature, SignXMLException
 
 from broker.gelxml.envelope import Header, read_header
 from broker.gelxml.faults import FaultCode, Location, fault
@@ -129,15 +129,31 @@ def _signature_shape(root: etree._Element) -> etree._Element:
     return signature
 
 
+def _outside_the_signed_element(root: etree._Element) -> None:
+    """Refuse a processing instruction before or after `mensaje`. The signature covers `mensaje` only, but a
+    standard verifier (xmlsec1) digests the whole document for URI="", PIs outside the root included: such a
+    PI is unsigned content that the recipient would still get and process (an xml-stylesheet, say)."""
+    for sibling in (*root.itersiblings(preceding=True), *root.itersiblings()):
+        if isinstance(sibling, etree._ProcessingInstruction):
+            raise fault(FaultCode.AUTH_BAD_SIGNATURE, location=Location(line=sibling.sourceline),
+                        detail=f"la instrucción de procesamiento <?{sibling.target}?> está fuera de mensaje "
+                               "y la firma no la cubre")
+
+
 def _signer_certificate(signature: etree._Element) -> x509.Certificate:
     nodes = signature.findall(f"{_ds('KeyInfo')}/{_ds('X509Data')}/{_ds('X509Certificate')}")
     if len(nodes) != 1:
         raise fault(FaultCode.AUTH_NO_CERTIFICATE, location=_SIG_PATH,
                     detail=f"se esperaba un certificado y hay {len(nodes)}")
     try:
-        return x509.load_der_x509_certificate(base64.b64decode("".join((nodes[0].text or "").split())))
-    except ValueError as exc:
-        raise fault(FaultCode.AUTH_NO_CERTIFICATE, location=_SIG_PATH, detail=f"certificado ilegible: {exc}") from None
+        certificate = x509.load_der_x509_certificate(base64.b64decode("".join((nodes[0].text or "").split())))
+        # cryptography parses lazily: read now what the checks below will, so a malformed field is this fault
+        _ = (certificate.subject, certificate.issuer, certificate.extensions, certificate.public_key(),
+             certificate.not_valid_before_utc, certificate.not_valid_after_utc, certificate.serial_number)
+    except Exception as exc:  # the certificate is the sender's bytes: whatever cryptography cannot read in it
+        raise fault(FaultCode.AUTH_NO_CERTIFICATE, location=_SIG_PATH,
+                    detail=f"certificado ilegible: {type(exc).__name__}: {exc}") from None
+    return certificate
 
 
 def check_certificate(certificate: x509.Certificate, trust: TrustStore, at: datetime) -> None:
@@ -178,6 +194,7 @@ def verify_signature(root: etree._Element, trust: TrustStore, *, at: datetime | 
     """Check shape, certificate and signature; return (signed content, certificate, ds:Signature)."""
     now = at or datetime.now(UTC)
     signature = _signature_shape(root)
+    _outside_the_signed_element(root)
     certificate = _signer_certificate(signature)
     check_certificate(certificate, trust, now)
     if engine == "signxml":
@@ -193,7 +210,7 @@ def _verify_with_signxml(root: etree._Element, certificate: x509.Certificate) ->
     pem = certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
     try:
         result = XMLVerifier().verify(root, x509_cert=pem, expect_config=_EXPECT)
-    except (InvalidSignature, InvalidInput) as exc:
+    except (SignXMLException, ValueError, TypeError, etree.Error) as exc:  # untrusted input: every failure refuses
         raise fault(FaultCode.AUTH_BAD_SIGNATURE, location=_SIG_PATH, detail=_reason(exc)) from None
     signed = result.signed_xml if not isinstance(result, list) else None
     if signed is None or signed.tag != root.tag:

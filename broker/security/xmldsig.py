@@ -326,8 +326,13 @@ def verify(root: etree._Element, signature: etree._Element, certificate: x509.Ce
     if signature.getparent() is not root:
         raise OutsideProfile("ds:Signature no es hija del elemento firmado")
     profile = _profile(signature)
-    _check_value(certificate, profile.method, _c14n(profile.signed_info), profile.value)
-    content = _content_c14n(root, signature)
+    try:
+        signed_info = _c14n(profile.signed_info)
+        content = _content_c14n(root, signature)
+    except etree.C14NError:  # libxml2 refuses, e.g., a namespace declared with a relative URI
+        _refuse("el documento no admite la canonicalización C14N exclusiva (¿un espacio de nombres con URI "
+                "relativa?)")
+    _check_value(certificate, profile.method, signed_info, profile.value)
     if not hmac.compare_digest(hashlib.sha256(content).digest(), profile.digest):
         raise DigestMismatch("digest mismatch")
     return etree.fromstring(content, _parsers.parser)

@@ -323,7 +323,7 @@ def run_chaos(config: ChaosConfig, folder: Path, *, amqp_url: str, postgres_url:
     with chaos_platform(folder, amqp_url=amqp_url, postgres_url=postgres_url, adapters=adapters,
                         gateway_workers=config.gateway_workers) as platform:
         print(f"[caos] plataforma arriba: {len(platform.components)} procesos, vhost {platform.vhost}", flush=True)
-        supervisor = platform.supervise()
+        platform.supervise()
         began = time.monotonic()
         until = began + config.window
         stop = threading.Event()
@@ -365,5 +365,4 @@ def run_chaos(config: ChaosConfig, folder: Path, *, amqp_url: str, postgres_url:
             dead_lettered=_dead_letters(platform), refused=_refusals(platform), faults=tuple(events),
             crashes={c.name: tuple(c.crashes) for c in platform.components.values() if c.crashes},
             seconds=time.monotonic() - began)
-        del supervisor
         return report

