@@ -31,7 +31,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -123,7 +123,7 @@ class Gateway:
     """One gateway worker over a transport. Start it; it consumes until `stop()`."""
 
     def __init__(self, transport: Transport, pipeline: Pipeline, credential: Credential, *, platform_id: str,
-                 queues: Sequence[str], prefetch: int = 64, max_attempts: int = 5,
+                 publishers: Mapping[str, str], prefetch: int = 64, max_attempts: int = 5,
                  records: OperationalRecords | None = None, deadlines: ReplyDeadlines | None = None,
                  sweep_seconds: float = 1.0,
                  on_routed: Callable[[Routed], None] | None = None, batch_size: int = 32) -> None:
@@ -131,7 +131,9 @@ class Gateway:
         self.pipeline = pipeline
         self.credential = credential
         self.platform_id = platform_id
-        self.queues = tuple(queues)
+        self.publishers = dict(publishers)
+        """Ingress queue → the entity whose publishes reach it (`topology.ingress_publishers`)."""
+        self.queues = tuple(self.publishers)
         self.prefetch = prefetch
         self.max_attempts = max_attempts
         self.on_routed = on_routed
@@ -266,6 +268,9 @@ class Gateway:
                 if answers and outage:
                     outage = False  # the database is back: try the batch again at once
                     continue
+                if answers and len(batch) > 1 and not isinstance(exc, TransportError):
+                    self._one_by_one(batch)  # the database answers: maybe one message's data fails the batch
+                    return
                 if answers or self._stopping.is_set():
                     for delivery, _ in batch:
                         self._retry(delivery, reason)
@@ -275,8 +280,17 @@ class Gateway:
                 self._stopping.wait(delay)
                 delay = min(delay * 2, OUTAGE_LONGEST_WAIT)
             except Exception as exc:
-                self._park(batch, exc)
+                if len(batch) > 1:
+                    self._one_by_one(batch)
+                else:
+                    self._park(batch, exc)
                 return
+
+    def _one_by_one(self, batch: Sequence[tuple[Delivery, _Clock]]) -> None:
+        """Handle each delivery of a failed batch alone, so a failure costs only the message that causes it (one
+        that was admitted before the failure is found in the log and routed again, not admitted twice)."""
+        for item in batch:
+            self.handle_batch([item])
 
     def _park(self, batch: Sequence[tuple[Delivery, _Clock]], exc: Exception) -> None:
         """A bug must not lose a message: park each with its reason."""
@@ -351,7 +365,9 @@ class Gateway:
             for recipient in recipients], started)
 
     def _refuse(self, delivery: Delivery, rejected: Rejected, started: _Clock, original: Header | None) -> None:
-        recipient = delivery.user_id or (original.sender if original else "")
+        """The falla goes to the publisher RabbitMQ authenticated (`user_id`) or, without one, to the entity whose
+        ingress queue the message came from; never to the sender the message claims to be."""
+        recipient = delivery.user_id or self.publishers.get(delivery.queue, "")
         if not recipient:
             self._dead_letter(delivery, f"{rejected.falla.code}: mensaje ilegible sin remitente identificable",
                               stage=rejected.falla.stage.value)

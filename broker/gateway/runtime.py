@@ -19,7 +19,7 @@ from broker.security.timestamp import TimeStampAuthority
 from broker.settings import Settings
 from broker.transport.abc import Transport
 from broker.transport.provisioning import load_credentials
-from broker.transport.topology import DELIVERER_KIND, ingress_queues
+from broker.transport.topology import DELIVERER_KIND, ingress_publishers
 
 __all__ = ["GatewayParts", "build_gateway", "gateway_amqp_url", "platform_entity"]
 
@@ -60,7 +60,7 @@ def build_gateway(settings: Settings, transport: Transport, *, on_routed: Callab
     """A gateway worker over `transport` that will consume the ingress queue of every entity registered now."""
     pki = DevPKI(settings.certs_dir)
     platform_id = platform_entity(settings)
-    queues = ingress_queues(load_entities(settings.entities_file))
+    publishers = ingress_publishers(load_entities(settings.entities_file))
     log = MessageLog(settings.database_url)
     registry = load_registry(settings.schemas_dir)
     pipeline = Pipeline(
@@ -72,5 +72,6 @@ def build_gateway(settings: Settings, transport: Transport, *, on_routed: Callab
     records = OperationalRecords(settings.database_url)
     deadlines = ReplyDeadlines(settings.database_url)
     gateway = Gateway(transport, pipeline, pki.credential(platform_id), platform_id=platform_id,
-                      queues=queues, prefetch=prefetch, records=records, deadlines=deadlines, on_routed=on_routed)
+                      publishers=publishers, prefetch=prefetch, records=records, deadlines=deadlines,
+                      on_routed=on_routed)
     return GatewayParts(gateway=gateway, pipeline=pipeline, log=log, records=records, deadlines=deadlines)

@@ -57,6 +57,7 @@ __all__ = [
     "amqp_url_for",
     "entity_key",
     "entity_queue",
+    "ingress_publishers",
     "ingress_queue",
     "ingress_queues",
     "password_hash",
@@ -110,7 +111,13 @@ def _members(entities: Iterable[Entity]) -> list[Entity]:
 
 def ingress_queues(entities: Iterable[Entity]) -> tuple[str, ...]:
     """Every ingress queue of these entities, in registry order: what the gateway consumes."""
-    return tuple(ingress_queue(e.id) for e in _members(entities))
+    return tuple(ingress_publishers(entities))
+
+
+def ingress_publishers(entities: Iterable[Entity]) -> dict[str, str]:
+    """Each ingress queue and the one entity whose publishes reach it (its topic permission allows only its own
+    routing key), so the queue names the publisher even of a message without `user_id`."""
+    return {ingress_queue(e.id): e.id for e in _members(entities)}
 
 
 @dataclass(frozen=True, slots=True)

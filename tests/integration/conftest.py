@@ -5,13 +5,14 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from broker.security.entities import EntityRegistry
 from broker.settings import Settings
 from broker.transport.provisioning import Credentials, apply_topology
+from broker.transport.rabbitmq import RabbitMQTransport
 from tests.conftest import require_tool
 
 
@@ -39,3 +40,22 @@ def rabbitmq_platform(amqp_url: str, entities: EntityRegistry) -> Iterator[tuple
         yield amqp_url, applied.credentials
     finally:
         rabbitmqctl("delete_vhost", vhost)
+
+
+Connect = Callable[[str], RabbitMQTransport]
+
+
+@pytest.fixture
+def connect(rabbitmq_platform: tuple[str, Credentials]) -> Iterator[Connect]:
+    """Open connections to the module's vhost as any entity (quick reconnects); all closed after the test."""
+    base_url, credentials = rabbitmq_platform
+    opened: list[RabbitMQTransport] = []
+
+    def make(user: str) -> RabbitMQTransport:
+        opened.append(RabbitMQTransport(credentials.url(base_url, user), user_label=f"gel-test:{user}",
+                                        reconnect_max_delay=1.0))
+        return opened[-1]
+
+    yield make
+    for transport in opened:
+        transport.close()

@@ -48,21 +48,6 @@ FEW = 20
 Connect = Callable[[str], RabbitMQTransport]
 
 
-@pytest.fixture
-def connect(rabbitmq_platform: tuple[str, Credentials]) -> Iterator[Connect]:
-    base_url, credentials = rabbitmq_platform
-    opened: list[RabbitMQTransport] = []
-
-    def make(user: str) -> RabbitMQTransport:
-        opened.append(RabbitMQTransport(credentials.url(base_url, user), user_label=f"gel-test-justo:{user}",
-                                        reconnect_max_delay=1.0))
-        return opened[-1]
-
-    yield make
-    for transport in opened:
-        transport.close()
-
-
 def _signed(pki: DevPKI, sample: str, sender: str, count: int) -> list[OutgoingMessage]:
     template = parse_untrusted((SAMPLES / "valid" / sample).read_bytes())
     credential = pki.credential(sender)

@@ -290,17 +290,18 @@ def test_a_database_outage_holds_the_message_without_spending_its_attempts(
     assert dead_letters(platform) == []
 
 
-def test_an_unreadable_message_without_a_publisher_is_parked_not_dropped(platform: Platform) -> None:
+def test_an_unreadable_message_without_user_id_is_answered_to_the_publisher_of_its_ingress_queue(
+        platform: Platform) -> None:
+    """No user_id and no readable header: the ingress queue still names the publisher (only it may publish with
+    its routing key), so it gets the falla and the bytes are in the log; nothing is parked."""
     platform.local.transport(ORCHESTRATOR).publish_all([OutgoingMessage(
         exchange=INGRESS_EXCHANGE, routing_key=entity_key(ORCHESTRATOR), body=b"\x00 esto no es XML", user_id=None)])
-    deadline = time.monotonic() + 10
-    parked: list[Delivery] = []
-    while not parked and time.monotonic() < deadline:
-        parked = dead_letters(platform)
-    [delivery] = parked
-    assert delivery.body == b"\x00 esto no es XML" and "GEL-PARSE" in delivery.headers[HEADER_REASON]
+    answer = platform.receive(ORCHESTRATOR)
+    assert fault_code_of(answer).startswith("GEL-PARSE")
+    assert verify_message(answer.body, platform.pki.trust_store(), window=None).signer == GATEWAY
     refused = [r for r in platform.local.parts.log.records() if r.outcome == "rechazado"]
     assert len(refused) == 1 and refused[0].fault_code.startswith("GEL-PARSE")
+    assert dead_letters(platform) == []
 
 
 def test_a_revocation_reaches_the_running_gateway_without_a_restart(tmp_path: Path, fresh_pki: DevPKI) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,6 @@ from broker.transport.abc import (
     Topology,
     TransportError,
 )
-from broker.transport.provisioning import Credentials
 from broker.transport.rabbitmq import RabbitMQTransport
 from broker.transport.topology import DELIVER_EXCHANGE, INGRESS_EXCHANGE, entity_key, entity_queue, ingress_queue
 from tests.conftest import ENTITIES_FILE, ROOT, SAMPLES
@@ -38,21 +37,6 @@ ORCHESTRATOR = "CO/PLAT/900000002"
 REGISTRADURIA = "CO/GOB/899999040"
 COLSUBSIDIO = "CO/CCF/860007336"
 STREAM = 2000
-
-
-@pytest.fixture
-def connect(rabbitmq_platform: tuple[str, Credentials]) -> Iterator[object]:
-    base_url, credentials = rabbitmq_platform
-    opened: list[RabbitMQTransport] = []
-
-    def make(user: str) -> RabbitMQTransport:
-        opened.append(RabbitMQTransport(credentials.url(base_url, user), user_label=f"gel-test:{user}",
-                                        reconnect_max_delay=1.0))
-        return opened[-1]
-
-    yield make
-    for transport in opened:
-        transport.close()
 
 
 def test_an_entity_cannot_read_another_entitys_queue(connect) -> None:  # type: ignore[no-untyped-def]

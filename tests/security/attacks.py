@@ -619,12 +619,8 @@ CORPUS: tuple[Attack, ...] = (
     Attack("forged-amqp-user-id", "protocolo", None, _forged_user_id, observed="transporte"),
     Attack("stolen-message-over-own-connection", "protocolo", FaultCode.AUTH_TRANSPORT_USER, _stolen_connection),
     Attack("missing-amqp-user-id", "protocolo", FaultCode.AUTH_TRANSPORT_USER, _without_user_id),
-    Attack("anonymous-in-the-victims-name", "protocolo", FaultCode.AUTH_UNSIGNED, _anonymous_in_the_victims_name,
-           known_bug="broker/gateway/gateway.py Gateway._refuse addresses the falla to `delivery.user_id or "
-                     "original.sender`: without user_id it answers the sender the message claims, so an anonymous "
-                     "forgery makes the platform send the victim a falla (the ingress queue it came from names "
-                     "the real publisher)"),
-    Attack("anonymous-garbage", "protocolo", FaultCode.PARSE_ENCODING, _anonymous_garbage, observed="dlq"),
+    Attack("anonymous-in-the-victims-name", "protocolo", FaultCode.AUTH_UNSIGNED, _anonymous_in_the_victims_name),
+    Attack("anonymous-garbage", "protocolo", FaultCode.PARSE_ENCODING, _anonymous_garbage),
     Attack("oversize-body", "protocolo", FaultCode.PARSE_TOO_LARGE, _oversize_envelope),
     Attack("unregistered-sender", "protocolo", FaultCode.AUTH_TRANSPORT_USER, _unregistered_sender),
     Attack("unknown-recipient", "protocolo", FaultCode.AUTHZ_WRONG_PROVIDER,

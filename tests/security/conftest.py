@@ -16,8 +16,9 @@ from broker.transport.provisioning import Credentials
 from tests.conftest import ENTITIES_FILE, ROOT
 from tests.integration.conftest import rabbitmq_platform
 from tests.security.attacks import Kit
+from tests.security.harness import WATCHED, Range
 
-__all__ = ["kit", "rabbitmq_platform", "start_platform"]
+__all__ = ["kit", "rabbitmq_platform", "shooting", "start_platform"]
 
 CATALOG_FILE = ROOT / "deploy" / "catalog.yaml"
 
@@ -38,3 +39,11 @@ def start_platform(kit: Kit, database: Path, *, credentials: Credentials | None 
         yield platform
     finally:
         platform.close()
+
+
+@pytest.fixture
+def shooting(target: Range) -> Range:
+    """The module's `target` platform with empty queues (whatever a failed test left behind is gone)."""
+    target.drain(*WATCHED)
+    target.drain_dead_letters()
+    return target

@@ -20,21 +20,13 @@ from broker.transport.abc import PublishError
 from broker.transport.topology import ingress_queue
 from tests.security.attacks import ATTACKER, CORPUS, ORCHESTRATOR, REGISTRADURIA, Attack, Kit, by_name
 from tests.security.conftest import start_platform
-from tests.security.harness import WATCHED, Range, digest, fault_code_of, fire_burst, header_of
+from tests.security.harness import Range, digest, fault_code_of, fire_burst, header_of
 
 
 @pytest.fixture(scope="module")
 def target(kit: Kit, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Range]:
     with start_platform(kit, tmp_path_factory.mktemp("corpus") / "gel.db") as local:
         yield Range(local, kit)
-
-
-@pytest.fixture
-def shooting(target: Range) -> Range:
-    """The platform with empty queues (whatever a failed test left behind is gone)."""
-    target.drain(*WATCHED)
-    target.drain_dead_letters()
-    return target
 
 
 @pytest.fixture
@@ -130,11 +122,6 @@ def test_a_flood_from_one_entity_is_answered_message_by_message_while_others_are
     assert shooting.quiet() == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "broker/gateway/gateway.py Gateway.handle_batch: an unexpected exception while admitting one delivery "
-    "dead-letters every delivery of its batch ('error interno'), other entities' legitimate messages included, "
-    "with no falla and no log record; it should admit the batch again one delivery at a time and park only "
-    "the one that fails"))
 def test_one_message_that_breaks_a_stage_does_not_take_its_batch_down(
         kit: Kit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Found with the corpus: a send time at hour 24, an unreadable certificate and a relative namespace URI

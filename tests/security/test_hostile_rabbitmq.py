@@ -12,7 +12,7 @@ from broker.transport.abc import PublishError
 from broker.transport.provisioning import Credentials
 from tests.security.attacks import ATTACKER, CORPUS, REGISTRADURIA, VICTIM, Kit, by_name
 from tests.security.conftest import start_platform
-from tests.security.harness import WATCHED, Range, digest, fire_burst
+from tests.security.harness import Range, digest, fire_burst
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -23,13 +23,6 @@ def target(kit: Kit, tmp_path_factory: pytest.TempPathFactory,
     with start_platform(kit, tmp_path_factory.mktemp("corpus-rabbitmq") / "gel.db",
                         credentials=rabbitmq_platform[1]) as local:
         yield Range(local, kit)
-
-
-@pytest.fixture
-def shooting(target: Range) -> Range:
-    target.drain(*WATCHED)
-    target.drain_dead_letters()
-    return target
 
 
 def test_rabbitmq_itself_refuses_a_user_id_that_is_not_the_connections(shooting: Range) -> None:
