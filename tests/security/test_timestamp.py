@@ -1,13 +1,19 @@
 """The platform TSA: RFC 3161 tokens that our verifier and `openssl ts -verify` accept, batch stamping over
-a Merkle tree, and XAdES-T style attachment that leaves the sender's signature valid."""
+a Merkle tree, and XAdES-T style attachment that leaves the sender's signature valid.
+
+`verify_token` reads the platform's own tokens by template once a token of their TSA verified in full (asn1crypto,
+the reference): the negative tests say which path they go through, and both paths must give the same verdict."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
 import hashlib
+import os
 import random
 import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,8 +24,9 @@ from lxml import etree
 
 from broker.gelxml.faults import FaultCode, GelFault
 from broker.security.entities import EntityRegistry
-from broker.security.pki import Credential, DevPKI, TrustStore
+from broker.security.pki import Credential, DevPKI, LiveTrustStore, TrustStore
 from broker.security.timestamp import (
+    _STATS,
     DS,
     XADES,
     BatchTimeStamp,
@@ -33,6 +40,11 @@ from broker.security.timestamp import (
     verify_message_timestamp,
     verify_token,
 )
+from broker.security.timestamp import _parse as parse_with_asn1crypto
+from broker.security.timestamp import _recognise as recognise
+from broker.security.timestamp import _token_of as token_of
+from broker.security.timestamp import _verify_full as verify_full
+from broker.security.timestamp import _verify_template as verify_template
 
 DATA = "Certificado de tradición y libertad 50C-1234567".encode()
 DIGEST = hashlib.sha256(DATA).digest()
@@ -43,9 +55,26 @@ def code_of(excinfo: pytest.ExceptionInfo[GelFault]) -> FaultCode:
     return FaultCode(excinfo.value.falla.code)
 
 
+@contextmanager
+def through(path: str) -> Iterator[None]:
+    """The one `verify_token` call inside went through `path`: "template" or "full" (asn1crypto)."""
+    template, full = _STATS["template"], _STATS["full"]
+    yield
+    assert (_STATS["template"] - template, _STATS["full"] - full) == ((1, 0) if path == "template" else (0, 1))
+
+
+def teach(authority: TimeStampAuthority, trust: TrustStore) -> None:
+    """Verify one good token of `authority`: from then on the verifier reads its tokens by template."""
+    good = authority.stamp(DIGEST)
+    verify_token(good, digest=DIGEST, trust=trust)
+    assert recognise(authority.stamp(DIGEST).der) is not None
+
+
 @pytest.fixture(scope="module")
 def tsa(pki: DevPKI) -> TimeStampAuthority:
-    return TimeStampAuthority(pki.tsa_credential())
+    authority = TimeStampAuthority(pki.tsa_credential())
+    teach(authority, pki.trust_store())
+    return authority
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +109,7 @@ def test_serials_are_unique_and_increasing(tsa: TimeStampAuthority) -> None:
 
 
 def test_wrong_digest_is_a_mismatch(pki: DevPKI, token: TimeStampToken) -> None:
-    with pytest.raises(GelFault) as excinfo:
+    with through("template"), pytest.raises(GelFault) as excinfo:
         verify_token(token, digest=hashlib.sha256(b"otro contenido").digest(), trust=pki.trust_store())
     assert code_of(excinfo) is FaultCode.TS_MISMATCH
     assert DIGEST.hex() in excinfo.value.falla.message
@@ -89,7 +118,7 @@ def test_wrong_digest_is_a_mismatch(pki: DevPKI, token: TimeStampToken) -> None:
 def test_flipped_signature_byte_is_invalid(pki: DevPKI, token: TimeStampToken) -> None:
     damaged = bytearray(token.der)
     damaged[-1] ^= 0x01  # the signature value is the last field of the token
-    with pytest.raises(GelFault) as excinfo:
+    with through("template"), pytest.raises(GelFault) as excinfo:
         verify_token(bytes(damaged), digest=DIGEST, trust=pki.trust_store())
     assert code_of(excinfo) is FaultCode.TS_INVALID
     assert "firma criptográfica" in excinfo.value.falla.message
@@ -99,25 +128,42 @@ def test_swapped_imprint_is_caught_by_the_message_digest(pki: DevPKI, token: Tim
     other = hashlib.sha256(b"documento sustituido").digest()
     forged = token.der.replace(DIGEST, other)
     assert forged != token.der
-    with pytest.raises(GelFault) as excinfo:
+    with through("template"), pytest.raises(GelFault) as excinfo:
         verify_token(forged, digest=other, trust=pki.trust_store())
     assert code_of(excinfo) is FaultCode.TS_INVALID
     assert "message-digest" in excinfo.value.falla.message
 
 
-def test_any_damaged_byte_gives_a_coded_fault(pki: DevPKI, token: TimeStampToken) -> None:
-    trust = pki.trust_store()
-    rejected = 0
-    for position in range(0, len(token.der), 3):
-        damaged = bytearray(token.der)
-        damaged[position] ^= 0x55
-        try:
-            verify_token(bytes(damaged), digest=DIGEST, trust=trust)
-        except GelFault as exc:  # never a bare asn1crypto/cryptography exception
-            assert exc.falla.code in {FaultCode.TS_INVALID, FaultCode.TS_MISMATCH, FaultCode.TS_UNTRUSTED}
-            rejected += 1
-    # only a few unsigned bytes (e.g. NULL algorithm parameters) can change unnoticed
-    assert rejected > 0.98 * len(range(0, len(token.der), 3))
+def _fault_of(verify: Callable[..., object], der: bytes, trust: TrustStore, at: dt.datetime) -> tuple[str, str]:
+    try:
+        verify(der, digest=DIGEST, trust=trust, at=at)
+    except GelFault as exc:  # anything else (a bare asn1crypto or cryptography exception) fails the test
+        return exc.falla.code, exc.falla.message
+    raise AssertionError("a damaged token verified")
+
+
+@pytest.mark.filterwarnings("ignore:Parsed a serial number:cryptography.utils.CryptographyDeprecationWarning")
+@pytest.mark.parametrize("nonce", [None, 0x0123456789ABCDEF])
+def test_every_damaged_byte_gives_the_same_coded_fault_on_both_paths(pki: DevPKI, tsa: TimeStampAuthority,
+                                                                      nonce: int | None) -> None:
+    """Each byte of a token changed in turn (by a random non-zero mask): never verifies, always a TS_* fault, and
+    where the damaged token still reads as a template instance the fast path gives the very fault asn1crypto's
+    path gives. This includes the unsigned bytes (NULL algorithm parameters, the signature algorithm's hash)."""
+    trust, now = pki.trust_store(), dt.datetime.now(dt.UTC)
+    der = tsa.stamp(DIGEST, nonce=nonce).der
+    generator = random.Random(len(der))
+    by_template = 0
+    for position in range(len(der)):
+        damaged = bytearray(der)
+        damaged[position] ^= generator.randrange(1, 256)
+        full = _fault_of(verify_full, bytes(damaged), trust, now)
+        assert FaultCode(full[0]) in {FaultCode.TS_INVALID, FaultCode.TS_MISMATCH, FaultCode.TS_UNTRUSTED}
+        assert _fault_of(verify_token, bytes(damaged), trust, now) == full
+        if recognise(bytes(damaged)) is not None:
+            by_template += 1
+            assert _fault_of(verify_template, bytes(damaged), trust, now) == full
+    # the imprint, the serial, the nonce, the message digest and the signature are slots: damage there is read
+    assert by_template > 32 + 64
 
 
 @pytest.mark.parametrize("garbage", [b"", b"no es DER", b"\x30\x03\x02\x01\x01", b"\x30\x82\xff\xff"])
@@ -129,8 +175,9 @@ def test_garbage_is_invalid(garbage: bytes) -> None:
 
 def test_token_of_another_pki_is_untrusted(pki: DevPKI, fresh_pki: DevPKI) -> None:
     foreign = TimeStampAuthority(fresh_pki.tsa_credential()).stamp(DIGEST)
-    assert verify_token(foreign, digest=DIGEST, trust=fresh_pki.trust_store()).serial == foreign.serial
-    with pytest.raises(GelFault) as excinfo:
+    with through("full"):
+        assert verify_token(foreign, digest=DIGEST, trust=fresh_pki.trust_store()).serial == foreign.serial
+    with through("template"), pytest.raises(GelFault) as excinfo:
         verify_token(foreign, digest=DIGEST, trust=pki.trust_store())
     assert code_of(excinfo) is FaultCode.TS_UNTRUSTED
     assert "raíz de confianza" in excinfo.value.falla.message
@@ -138,46 +185,75 @@ def test_token_of_another_pki_is_untrusted(pki: DevPKI, fresh_pki: DevPKI) -> No
 
 def test_certificate_without_timestamping_usage_is_untrusted(pki: DevPKI) -> None:
     impostor = TimeStampAuthority(pki.credential(ENTITY)).stamp(DIGEST)
-    with pytest.raises(GelFault) as excinfo:
+    # a certificate whose tokens never verify never gets a template
+    with through("full"), pytest.raises(GelFault) as excinfo:
         verify_token(impostor, digest=DIGEST, trust=pki.trust_store())
     assert code_of(excinfo) is FaultCode.TS_UNTRUSTED
     assert "timeStamping" in excinfo.value.falla.message
 
 
-def test_gen_time_outside_certificate_validity_is_untrusted(pki: DevPKI) -> None:
+def test_gen_time_outside_certificate_validity_is_untrusted(pki: DevPKI, tsa: TimeStampAuthority) -> None:
     credential = pki.tsa_credential()
     before_issue = credential.certificate.not_valid_before_utc - dt.timedelta(days=1)
     backdated = TimeStampAuthority(credential, clock=lambda: before_issue).stamp(DIGEST)
     assert backdated.gen_time == before_issue.replace(microsecond=0)
-    with pytest.raises(GelFault) as excinfo:
+    with through("template"), pytest.raises(GelFault) as excinfo:
         verify_token(backdated, digest=DIGEST, trust=pki.trust_store())
     assert code_of(excinfo) is FaultCode.TS_UNTRUSTED
     assert "no era válido" in excinfo.value.falla.message
 
 
-def test_token_from_the_future_is_invalid(pki: DevPKI) -> None:
+def test_token_from_the_future_is_invalid(pki: DevPKI, tsa: TimeStampAuthority) -> None:
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     future = TimeStampAuthority(pki.tsa_credential(), clock=lambda: later).stamp(DIGEST)
-    with pytest.raises(GelFault) as excinfo:
+    with through("template"), pytest.raises(GelFault) as excinfo:
         verify_token(future, digest=DIGEST, trust=pki.trust_store())
     assert code_of(excinfo) is FaultCode.TS_INVALID
-    assert verify_token(future, digest=DIGEST, trust=pki.trust_store(), at=later).gen_time == future.gen_time
+    assert "posterior" in excinfo.value.falla.message
+    with through("template"):
+        assert verify_token(future, digest=DIGEST, trust=pki.trust_store(), at=later).gen_time == future.gen_time
+
+
+def _crl_revoking(pki: DevPKI, certificate: x509.Certificate) -> x509.CertificateRevocationList:
+    root_key = serialization.load_pem_private_key((pki.directory / "root-ca.key").read_bytes(), None)
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(certificate.issuer).last_update(now).next_update(now + dt.timedelta(days=1))
+        .add_revoked_certificate(x509.RevokedCertificateBuilder()
+                                 .serial_number(certificate.serial_number).revocation_date(now).build())
+        .sign(root_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
 
 
 def test_revoked_tsa_is_untrusted(fresh_pki: DevPKI) -> None:
     credential = fresh_pki.tsa_credential()
-    stamped = TimeStampAuthority(credential).stamp(DIGEST)
-    root_key = serialization.load_pem_private_key((fresh_pki.directory / "root-ca.key").read_bytes(), None)
-    now = dt.datetime.now(dt.UTC)
-    crl = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(credential.chain[0].subject).last_update(now).next_update(now + dt.timedelta(days=1))
-        .add_revoked_certificate(x509.RevokedCertificateBuilder()
-                                 .serial_number(credential.certificate.serial_number).revocation_date(now).build())
-        .sign(root_key, hashes.SHA256())  # type: ignore[arg-type]
-    )
-    with pytest.raises(GelFault) as excinfo:
+    authority = TimeStampAuthority(credential)
+    teach(authority, TrustStore(roots=credential.chain))
+    stamped = authority.stamp(DIGEST)
+    crl = _crl_revoking(fresh_pki, credential.certificate)
+    with through("template"), pytest.raises(GelFault) as excinfo:
         verify_token(stamped, digest=DIGEST, trust=TrustStore(roots=credential.chain, crls=(crl,)))
+    assert code_of(excinfo) is FaultCode.TS_UNTRUSTED
+    assert "revocado" in excinfo.value.falla.message
+
+
+def test_a_new_crl_revokes_the_tsa_at_once_despite_the_cached_checks(fresh_pki: DevPKI) -> None:
+    """The trust checks of a TSA certificate are kept per trust store; LiveTrustStore hands out a new store when
+    crl.pem changes, so the revocation applies to the next token."""
+    live = LiveTrustStore(fresh_pki.directory, refresh_seconds=0)
+    credential = fresh_pki.tsa_credential()
+    authority = TimeStampAuthority(credential)
+    teach(authority, live.current())
+    with through("template"):
+        verify_token(authority.stamp(DIGEST), digest=DIGEST, trust=live.current())
+
+    crl_path = fresh_pki.directory / "crl.pem"
+    crl_path.write_bytes(_crl_revoking(fresh_pki, credential.certificate).public_bytes(serialization.Encoding.PEM))
+    stat = crl_path.stat()
+    os.utime(crl_path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    with through("template"), pytest.raises(GelFault) as excinfo:
+        verify_token(authority.stamp(DIGEST), digest=DIGEST, trust=live.current())
     assert code_of(excinfo) is FaultCode.TS_UNTRUSTED
     assert "revocado" in excinfo.value.falla.message
 
@@ -190,13 +266,89 @@ def rsa_pki(tmp_path_factory: pytest.TempPathFactory, entities: EntityRegistry) 
 
 
 def test_rsa_tsa_works(rsa_pki: DevPKI) -> None:
-    stamped = TimeStampAuthority(rsa_pki.tsa_credential()).stamp(DIGEST)
-    assert verify_token(stamped, digest=DIGEST, trust=rsa_pki.trust_store()).gen_time == stamped.gen_time
+    authority = TimeStampAuthority(rsa_pki.tsa_credential())
+    stamped = authority.stamp(DIGEST)
+    with through("full"):  # its first token teaches the verifier the RSA TSA's template
+        assert verify_token(stamped, digest=DIGEST, trust=rsa_pki.trust_store()).gen_time == stamped.gen_time
+    with through("template"):
+        assert verify_token(authority.stamp(DIGEST, nonce=9), digest=DIGEST, trust=rsa_pki.trust_store()).nonce == 9
     damaged = bytearray(stamped.der)
     damaged[-1] ^= 0x01
-    with pytest.raises(GelFault) as excinfo:
+    with through("template"), pytest.raises(GelFault) as excinfo:
         verify_token(bytes(damaged), digest=DIGEST, trust=rsa_pki.trust_store())
     assert code_of(excinfo) is FaultCode.TS_INVALID
+    assert "firma criptográfica" in excinfo.value.falla.message
+
+
+# -- reading the platform's tokens by template -------------------------------------------------
+@pytest.mark.parametrize("nonce", [None, 0, 128, 0x0123456789ABCDEF])
+def test_platform_tokens_are_read_by_template_with_the_reference_outcome(pki: DevPKI, tsa: TimeStampAuthority,
+                                                                           nonce: int | None) -> None:
+    stamped = tsa.stamp(DIGEST, nonce=nonce)
+    trust = pki.trust_store()
+    with through("template"):
+        info = verify_token(stamped, digest=DIGEST, trust=trust)
+    with through("full"):
+        assert verify_full(stamped.der, digest=DIGEST, trust=trust, at=None) == info
+    assert (info.serial, info.nonce, info.gen_time, info.policy) == (stamped.serial, nonce, stamped.gen_time,
+                                                                     stamped.policy)
+    assert TimeStampToken.from_der(stamped.der) == token_of(stamped.der, parse_with_asn1crypto(stamped.der)[1])
+
+
+def test_a_token_built_by_asn1crypto_in_the_reference_way_is_a_template_instance(pki: DevPKI,
+                                                                                  tsa: TimeStampAuthority) -> None:
+    moment = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    reference = tsa._reference_token(DIGEST, 0xC0FFEE, moment, 42, tsa._signature)
+    with through("template"):
+        info = verify_token(reference, digest=DIGEST, trust=pki.trust_store())
+    assert info == verify_full(reference, digest=DIGEST, trust=pki.trust_store(), at=None)
+    assert (info.serial, info.nonce, info.gen_time) == (0xC0FFEE, 42, moment)
+
+
+def test_tokens_of_another_template_are_verified_in_full(pki: DevPKI, tsa: TimeStampAuthority) -> None:
+    """The same TSA certificate under another policy: its tokens are not instances of the template learnt for
+    the certificate, so every one of them goes through asn1crypto, and verifies."""
+    other = TimeStampAuthority(pki.tsa_credential(), policy="1.3.6.1.4.1.57264.1.2")
+    for _ in range(2):
+        with through("full"):
+            assert verify_token(other.stamp(DIGEST), digest=DIGEST, trust=pki.trust_store()).policy.endswith(".2")
+    with through("template"):
+        verify_token(tsa.stamp(DIGEST), digest=DIGEST, trust=pki.trust_store())
+
+
+def test_a_token_that_fails_verification_teaches_nothing(fresh_pki: DevPKI, pki: DevPKI) -> None:
+    stranger = TimeStampAuthority(fresh_pki.tsa_credential())
+    for _ in range(2):
+        with through("full"), pytest.raises(GelFault):
+            verify_token(stranger.stamp(DIGEST), digest=DIGEST, trust=pki.trust_store())
+    assert recognise(stranger.stamp(DIGEST).der) is None
+
+
+def test_openssl_tokens_are_verified_in_full(pki: DevPKI, tsa: TimeStampAuthority, tmp_path: Path,
+                                             openssl: str) -> None:
+    """Another TSA implementation (`openssl ts -reply`) with the platform's TSA key: a different layout."""
+    (tmp_path / "serial").write_text("01\n")
+    (tmp_path / "tsa.cnf").write_text(
+        "[ tsa ]\ndefault_tsa = tsa_config\n[ tsa_config ]\n"
+        f"serial = {tmp_path / 'serial'}\nsigner_digest = sha256\ndefault_policy = 1.3.6.1.4.1.57264.1.1\n"
+        "digests = sha256\naccuracy = secs:1\ness_cert_id_alg = sha256\n"
+    )
+    data = tmp_path / "datos.txt"
+    data.write_bytes(DATA)
+
+    def openssl_ts(*arguments: str) -> None:
+        subprocess.run([openssl, "ts", *arguments], capture_output=True, timeout=30, check=True)
+
+    openssl_ts("-query", "-data", str(data), "-sha256", "-cert", "-out", str(tmp_path / "q.tsq"))
+    openssl_ts("-reply", "-config", str(tmp_path / "tsa.cnf"), "-queryfile", str(tmp_path / "q.tsq"),
+               "-signer", str(pki.tsa_cert_path), "-inkey", str(pki.directory / "tsa.key"), "-token_out",
+               "-out", str(tmp_path / "sello.der"))
+    der = (tmp_path / "sello.der").read_bytes()
+    for _ in range(2):
+        with through("full"):
+            assert verify_token(der, digest=DIGEST, trust=pki.trust_store()).tsa == "GEL Broker TSA de desarrollo"
+    with through("template"):
+        verify_token(tsa.stamp(DIGEST), digest=DIGEST, trust=pki.trust_store())
 
 
 # -- openssl interoperability ------------------------------------------------------------------
