@@ -112,6 +112,31 @@ def revoke(
     console.print(f"Emita uno nuevo con: gel certs issue {entity_id}")
 
 
+@app.command("import")
+def import_certificate(
+    entity_id: Annotated[str, typer.Argument(help="Entidad del registro, p. ej. CO/PLAT/900000001.",
+                                             show_default=False)],
+    certificate: Annotated[Path, typer.Option(
+        "--certificado", exists=True, dir_okay=False,
+        help="Certificado de firma (PEM) que emitió la entidad de certificación.")],
+    key: Annotated[Path, typer.Option("--clave", exists=True, dir_okay=False,
+                                      help="Su clave privada (PEM sin contraseña); se guarda con permisos 0600.")],
+    directory: DirOption = None,
+) -> None:
+    """Agrega a la carpeta de la PKI un certificado emitido por una entidad de certificación real (sin su clave
+    raíz: basta root-ca.pem con las anclas de confianza). Es lo que usan la pasarela, el orquestador y los
+    adaptadores en producción en lugar de gel certs issue."""
+    entity = _entities().get(entity_id)
+    if entity is None:
+        fail("GEL-PKI-UNKNOWN_ENTITY", f"la entidad {entity_id} no está en el registro de entidades",
+             "agréguela a deploy/entities.yaml")
+    try:
+        row = _pki(directory).import_credential(entity, certificate.read_bytes(), key.read_bytes())
+    except GelFault as exc:
+        fail(str(exc.falla.code), exc.falla.message)
+    console.print(f"Importado el certificado {row.serial} de {row.entity}, válido hasta {row.not_after[:10]}.")
+
+
 @app.command("list")
 def list_certificates(
     directory: DirOption = None,

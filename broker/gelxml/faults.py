@@ -106,6 +106,7 @@ class FaultCode(StrEnum):
     LOG_NOT_FOUND = "GEL-LOG-NOT_FOUND"
     PKI_UNKNOWN_ENTITY = "GEL-PKI-UNKNOWN_ENTITY"
     PKI_NOT_INITIALISED = "GEL-PKI-NOT_INITIALISED"
+    PKI_IMPORT = "GEL-PKI-IMPORT"
     CHAIN_UNKNOWN = "GEL-CHAIN-UNKNOWN"
     CHAIN_VERSION_CHANGED = "GEL-CHAIN-VERSION_CHANGED"
     CHAIN_INPUT_MISSING = "GEL-CHAIN-INPUT_MISSING"
@@ -388,6 +389,11 @@ _CATALOGUE: dict[FaultCode, FaultSpec] = {
     FaultCode.PKI_NOT_INITIALISED: FaultSpec(
         Stage.AUTHENTICATE,
         "No hay PKI en {path}: ejecute primero gel certs init.",
+    ),
+    FaultCode.PKI_IMPORT: FaultSpec(
+        Stage.AUTHENTICATE,
+        "No se importó el certificado de {entity}: {reason}. Importe el certificado de firma que la entidad de "
+        "certificación emitió para esa entidad, con su clave privada (PEM sin contraseña).",
     ),
     FaultCode.CHAIN_UNKNOWN: FaultSpec(
         Stage.ORCHESTRATE, "No existe la cadena {chain}{version} en {folder}; las disponibles son: {available}.",

@@ -273,11 +273,23 @@ class DevPKI:
 
     @property
     def initialised(self) -> bool:
+        """A development CA that can issue and revoke (its root key is here)."""
         return self.root_cert_path.exists() and (self.directory / "root-ca.key").exists()
 
     def _require(self) -> None:
         if not self.initialised:
             raise fault(FaultCode.PKI_NOT_INITIALISED, path=self.directory)
+
+    def _anchors(self) -> list[x509.Certificate]:
+        """The trust anchors (root-ca.pem: one certificate or several). Reading credentials needs only these, so
+        a folder holding a real CA's certificates without its key serves the platform as well."""
+        if not self.root_cert_path.exists():
+            raise fault(FaultCode.PKI_NOT_INITIALISED, path=self.directory)
+        return load_certificates(self.root_cert_path.read_bytes())
+
+    def _issuer_of(self, certificate: x509.Certificate) -> x509.Certificate:
+        anchors = self._anchors()
+        return next((a for a in anchors if a.subject == certificate.issuer), anchors[0])
 
     def _load_key(self, path: Path) -> PrivateKey:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
@@ -456,7 +468,7 @@ class DevPKI:
 
     def credential(self, entity_id: str) -> Credential:
         """The newest live certificate of `entity_id` with its key."""
-        self._require()
+        self._anchors()
         rows = [r for r in self._read_index() if r.entity == entity_id and not r.revoked]
         if not rows:
             raise fault(FaultCode.PKI_UNKNOWN_ENTITY, entity=entity_id, path=self.directory)
@@ -464,16 +476,49 @@ class DevPKI:
 
     def credential_for(self, row: IssuedCertificate) -> Credential:
         """The credential of one index row (revoked or not: tests and evidence need old ones)."""
-        _, root = self._root()
         key = self._load_key(self.directory / row.key)
         cert = load_certificates((self.directory / row.certificate).read_bytes())[0]
-        return Credential(row.entity, key, cert, (root,))
+        return Credential(row.entity, key, cert, (self._issuer_of(cert),))
 
     def tsa_credential(self) -> Credential:
-        self._require()
-        _, root = self._root()
         key = self._load_key(self.directory / "tsa.key")
-        return Credential("tsa", key, load_certificates(self.tsa_cert_path.read_bytes())[0], (root,))
+        cert = load_certificates(self.tsa_cert_path.read_bytes())[0]
+        return Credential("tsa", key, cert, (self._issuer_of(cert),))
+
+    def import_credential(self, entity: Entity, certificate_pem: bytes, key_pem: bytes) -> IssuedCertificate:
+        """Add a signing certificate a certification authority issued for `entity`, with its key: what a platform
+        whose CA is not this folder's does instead of `issue`. Refused unless the key is the certificate's, one of
+        the trust anchors issued it directly, and its subjectAltName names the entity."""
+        try:
+            cert = load_certificates(certificate_pem)[0]
+            key = serialization.load_pem_private_key(key_pem, password=None)
+        except (ValueError, IndexError, TypeError, UnsupportedAlgorithm) as exc:
+            raise fault(FaultCode.PKI_IMPORT, entity=entity.id, reason=f"no se pudo leer: {exc}") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise fault(FaultCode.PKI_IMPORT, entity=entity.id, reason="la clave no es ECDSA ni RSA")
+        public = serialization.PublicFormat.SubjectPublicKeyInfo
+        if (key.public_key().public_bytes(serialization.Encoding.DER, public)
+                != cert.public_key().public_bytes(serialization.Encoding.DER, public)):
+            raise fault(FaultCode.PKI_IMPORT, entity=entity.id, reason="la clave no corresponde al certificado")
+        if not any(_issued_by(cert, anchor) for anchor in self._anchors()):
+            raise fault(FaultCode.PKI_IMPORT, entity=entity.id,
+                        reason=f"ninguna de las anclas de {self.root_cert_path.name} emitió el certificado")
+        if entity_id_of(cert) != entity.id:
+            raise fault(FaultCode.PKI_IMPORT, entity=entity.id,
+                        reason=f"el subjectAltName no tiene la URI {ENTITY_URI_PREFIX}{entity.id}")
+        serial = format(cert.serial_number, "x")
+        folder = self.directory / "entities" / _folder_of(entity.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        cert_path, key_path = folder / f"{serial}.pem", folder / f"{serial}.key"
+        _write_private(key_path, Credential(entity.id, key, cert, ()).key_pem)
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        row = IssuedCertificate(
+            serial=serial, entity=entity.id, name=entity.name, algorithm=_algorithm_of(key),
+            not_before=cert.not_valid_before_utc.isoformat(), not_after=cert.not_valid_after_utc.isoformat(),
+            certificate=str(cert_path.relative_to(self.directory)), key=str(key_path.relative_to(self.directory)),
+        )
+        self._write_index([*(r for r in self._read_index() if r.serial != serial), row])
+        return row
 
     def trust_store(self) -> TrustStore:
         return TrustStore.from_dir(self.directory)
