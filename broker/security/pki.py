@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -86,7 +87,7 @@ class TrustStore:
     @classmethod
     def from_files(cls, roots: Iterable[Path], crls: Iterable[Path] = ()) -> TrustStore:
         certs = tuple(c for path in roots for c in load_certificates(path.read_bytes()))
-        lists = tuple(x509.load_pem_x509_crl(path.read_bytes()) for path in crls if path.exists())
+        lists = tuple(crl for path in crls if path.exists() for crl in load_crls(path.read_bytes()))
         return cls(roots=certs, crls=lists)
 
     @classmethod
@@ -188,6 +189,14 @@ def _issued_by(certificate: x509.Certificate, root: x509.Certificate) -> bool:
 
 def load_certificates(data: bytes) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(data)
+
+
+_CRL_BLOCK = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.DOTALL)
+
+
+def load_crls(data: bytes) -> tuple[x509.CertificateRevocationList, ...]:
+    """Every CRL of a PEM file: one per issuing CA when the platform trusts several."""
+    return tuple(x509.load_pem_x509_crl(block) for block in _CRL_BLOCK.findall(data))
 
 
 def entity_id_of(certificate: x509.Certificate) -> str | None:

@@ -11,9 +11,12 @@ import pytest
 from broker.gateway.local import open_platform
 from broker.gelxml import GelFault
 from broker.gelxml.faults import FaultCode
+from broker.gelxml.parsing import parse_untrusted
 from broker.security.entities import EntityRegistry
 from broker.security.evidence import check_record_evidence
-from broker.security.pki import DevPKI
+from broker.security.pki import DevPKI, TrustStore
+from broker.security.signing import sign_message
+from broker.security.verification import verify_message
 from broker.settings import Settings
 from tests.conftest import ENTITIES_FILE, ROOT
 from tests.integration.test_gateway import GATEWAY, ORCHESTRATOR, REGISTRADURIA, signed
@@ -93,3 +96,25 @@ def test_an_import_that_would_not_verify_is_refused_with_its_code(
     done = gel("certs", "import", entity, "--certificado", str(certificate), "--clave", str(key),
                env={"GEL_CERTS_DIR": str(platform_folder)})
     assert done.returncode != 0 and "GEL-PKI-IMPORT" in done.stdout + done.stderr
+
+
+def test_with_several_issuing_cas_each_ones_crl_counts(tmp_path: Path, entities: EntityRegistry) -> None:
+    """root-ca.pem and crl.pem each concatenate the CAs': a revocation by the second CA is seen too."""
+    first, second = DevPKI(tmp_path / "ca-1"), DevPKI(tmp_path / "ca-2")
+    for ca in (first, second):
+        ca.initialise(entities)
+    second.revoke(ORCHESTRATOR)
+    folder = tmp_path / "anclas"
+    folder.mkdir()
+    for name in ("root-ca.pem", "crl.pem"):
+        (folder / name).write_bytes(b"".join((ca.directory / name).read_bytes() for ca in (first, second)))
+    trust = TrustStore.from_dir(folder)
+    assert len(trust.roots) == 2 and len(trust.crls) == 2
+    trusted = verify_message(signed("verificarIdentidad-solicitud.xml", first), trust, window=None)
+    assert trusted.signer == ORCHESTRATOR
+    revoked = second.credential_for(next(r for r in second.list() if r.entity == ORCHESTRATOR))
+    body = sign_message(parse_untrusted((ROOT / "schemas" / "samples" / "valid" / "verificarIdentidad-solicitud.xml")
+                                        .read_bytes()), revoked)
+    with pytest.raises(GelFault) as refused:
+        verify_message(body, trust, window=None)
+    assert refused.value.falla.code is FaultCode.AUTH_REVOKED
