@@ -818,21 +818,25 @@ def _stage_by_stage(clock: StageClock, parts: GatewayParts, trust: TrustStore, b
 
 def _admit_in_batches(clock: StageClock, parts: GatewayParts, bodies: Sequence[bytes],
                       routing: dict[str, str]) -> None:
-    """Whole `Pipeline.admit_batch` calls of the gateway's batch size, per message (where the pipeline has it)."""
+    """Whole `Pipeline.admit_batch` calls, per message, in batches of one (an idle or lightly loaded gateway),
+    four, and the gateway's batch size (a busy one): the difference is what a batch costs whatever its size
+    (the log transaction and its statements), which a lightly loaded gateway pays for every message."""
     try:
         from broker.gateway.pipeline import Arrival
     except ImportError:
         return
     admit_batch = getattr(parts.pipeline, "admit_batch", None)
-    size = int(getattr(parts.gateway, "batch_size", 32))
     if admit_batch is None:
         return
-    for start in range(0, len(bodies) - size + 1, size):
-        batch = [Arrival(body, ORCHESTRATOR, routing) for body in bodies[start:start + size]]
-        cpu, wall = time.thread_time_ns(), time.perf_counter_ns()
-        admit_batch(batch)
-        clock.record(f"whole Pipeline.admit_batch of {size}, per message", (time.thread_time_ns() - cpu) / 1000 / size,
-                     (time.perf_counter_ns() - wall) / 1000 / size)
+    share = len(bodies) // 3
+    largest = int(getattr(parts.gateway, "batch_size", 32))
+    for size, chunk in ((1, bodies[:share]), (4, bodies[share:2 * share]), (largest, bodies[2 * share:])):
+        for start in range(0, len(chunk) - size + 1, size):
+            batch = [Arrival(body, ORCHESTRATOR, routing) for body in chunk[start:start + size]]
+            cpu, wall = time.thread_time_ns(), time.perf_counter_ns()
+            admit_batch(batch)
+            clock.record(f"whole Pipeline.admit_batch of {size}, per message",
+                         (time.thread_time_ns() - cpu) / 1000 / size, (time.perf_counter_ns() - wall) / 1000 / size)
 
 
 def stages(directory: Path, pki: DevPKI, seconds: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -846,7 +850,7 @@ def stages(directory: Path, pki: DevPKI, seconds: float) -> tuple[list[dict[str,
     credential = pki.credential(ORCHESTRATOR)
     _signed(credential, 10, clock=None)  # warm-up of the signer
     bodies = _signed(credential, count, clock)
-    whole_bodies = _signed(credential, count + 4 * count, clock=None)
+    whole_bodies = _signed(credential, count + 6 * count, clock=None)
     routing = {"cola": ingress_queue(ORCHESTRATOR), "usuarioAmqp": ORCHESTRATOR, "intento": "0"}
     try:
         for body in bodies[:WARM_UP]:  # lazy initialisation (schemas, caches, the database's pages)
