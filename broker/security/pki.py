@@ -420,19 +420,7 @@ class DevPKI:
             (usage, True),
             (x509.SubjectAlternativeName([x509.UniformResourceIdentifier(ENTITY_URI_PREFIX + entity.id)]), False),
         ])
-        serial = format(cert.serial_number, "x")
-        folder = self.directory / "entities" / _folder_of(entity.id)
-        folder.mkdir(parents=True, exist_ok=True)
-        cert_path, key_path = folder / f"{serial}.pem", folder / f"{serial}.key"
-        _write_private(key_path, Credential(entity.id, key, cert, ()).key_pem)
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        row = IssuedCertificate(
-            serial=serial, entity=entity.id, name=entity.name, algorithm=algorithm,
-            not_before=start.isoformat(), not_after=end.isoformat(),
-            certificate=str(cert_path.relative_to(self.directory)), key=str(key_path.relative_to(self.directory)),
-        )
-        self._write_index([*self._read_index(), row])
-        return row
+        return self._keep(entity, key, cert, not_before=start.isoformat(), not_after=end.isoformat())
 
     def revoke(self, entity_id: str, *, reason: x509.ReasonFlags = x509.ReasonFlags.key_compromise
                ) -> list[IssuedCertificate]:
@@ -515,6 +503,13 @@ class DevPKI:
         if entity_id_of(cert) != entity.id:
             raise fault(FaultCode.PKI_IMPORT, entity=entity.id,
                         reason=f"el subjectAltName no tiene la URI {ENTITY_URI_PREFIX}{entity.id}")
+        return self._keep(entity, key, cert, not_before=cert.not_valid_before_utc.isoformat(),
+                          not_after=cert.not_valid_after_utc.isoformat())
+
+    def _keep(self, entity: Entity, key: PrivateKey, cert: x509.Certificate, *, not_before: str,
+              not_after: str) -> IssuedCertificate:
+        """Store a certificate and its key (0600) under entities/ and list it in the index, where the newest
+        live certificate of an entity is the one its credential uses."""
         serial = format(cert.serial_number, "x")
         folder = self.directory / "entities" / _folder_of(entity.id)
         folder.mkdir(parents=True, exist_ok=True)
@@ -523,7 +518,7 @@ class DevPKI:
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         row = IssuedCertificate(
             serial=serial, entity=entity.id, name=entity.name, algorithm=_algorithm_of(key),
-            not_before=cert.not_valid_before_utc.isoformat(), not_after=cert.not_valid_after_utc.isoformat(),
+            not_before=not_before, not_after=not_after,
             certificate=str(cert_path.relative_to(self.directory)), key=str(key_path.relative_to(self.directory)),
         )
         self._write_index([*(r for r in self._read_index() if r.serial != serial), row])

@@ -136,7 +136,7 @@ def _outside_the_signed_element(root: etree._Element) -> None:
     for sibling in (*root.itersiblings(preceding=True), *root.itersiblings()):
         if isinstance(sibling, etree._ProcessingInstruction):
             raise fault(FaultCode.AUTH_BAD_SIGNATURE, location=Location(line=sibling.sourceline),
-                        detail=f"la instrucción de procesamiento <?{sibling.target}?> está fuera de mensaje "
+                        detail=f"la instrucción de procesamiento <?{sibling.target!s}?> está fuera de mensaje "
                                "y la firma no la cubre")
 
 
