@@ -18,6 +18,7 @@ def log_in(page: Any, site: Site, token: str, start: str = "/tablero") -> None:
     page.goto(start)
     page.get_by_label("Token de acceso").fill(token)
     page.get_by_role("button", name="Ingresar").click()
+    page.wait_for_load_state()  # the click returns once the redirect commits; the page may still be rendering
 
 
 def cell(page: Any, chain: str, column: str) -> str:
