@@ -78,6 +78,7 @@ from bench.gateway_bench import (
 )
 from bench.harness import Measurement
 from bench.transport_bench import AMQP_URL, bench_vhost, rabbitmq_unavailable, url_with_vhost
+from broker.commands.gateway import DEFAULT_WORKERS
 from broker.gateway.gateway import HEADER_TIMESTAMP
 from broker.gateway.records import OperationalRecord
 from broker.gateway.runtime import GatewayParts, build_gateway
@@ -651,9 +652,10 @@ def _raw_extras(path: RawRelay) -> dict[str, Any]:
     return found
 
 
-def pipeline_path(directory: Path, pki: DevPKI, seconds: float
+def pipeline_path(directory: Path, pki: DevPKI, seconds: float, *, workers: int = 1
                   ) -> tuple[dict[str, Any], list[Measurement], float, Paced]:
-    """One `gel gateway` worker process on the platform topology; the sender signs, the receiver verifies."""
+    """`workers` gateway worker processes (as `gel gateway --workers`) on the platform topology; the sender signs,
+    the receiver verifies."""
     template = parse_untrusted(SAMPLE.read_bytes())
     credential = pki.credential(ORCHESTRATOR)
 
@@ -665,19 +667,27 @@ def pipeline_path(directory: Path, pki: DevPKI, seconds: float
     count = pipeline_count(seconds)
     warm = [message() for _ in range(WARM_UP)]
     burst_messages = [message() for _ in range(count)]
+    label = "pipeline" if workers == 1 else f"pipeline, {workers} gateway workers"
     with platform_vhost(directory) as vhost:
-        settings_kwargs = settings_for(directory, "relay-pipeline", pki, vhost)
+        settings_kwargs = settings_for(directory, f"relay-pipeline-{workers}", pki, vhost)
         receiver_url = load_credentials(vhost.credentials_file, vhost=vhost.name).url(AMQP_URL, REGISTRADURIA)
         opened: list[Transport] = []
         try:
-            with WorkerProcess(_process_worker, (0, settings_kwargs), "gel-bench-gateway") as gateway, \
+            with contextlib.ExitStack() as processes, \
                     sink_process(receiver_url, entity_queue(REGISTRADURIA), certs_dir=pki.directory) as (
                         sink, receiver_pid):
+                gateways = [processes.enter_context(WorkerProcess(_process_worker, (i, settings_kwargs),
+                                                                  f"gel-bench-gateway-{i}")) for i in range(workers)]
                 sender = vhost.connect(ORCHESTRATOR, "gel-bench-pipeline-sender")
                 opened.append(sender)
                 warm_up(sender, sink, warm)
                 verified_before = len(sink.verify_cpu_us)
-                meter = CpuMeter({"gateway worker process": gateway.pid, "receiver process": receiver_pid})
+                parties: dict[str, int | None] = {"receiver process": receiver_pid}
+                if workers == 1:
+                    parties["gateway worker process"] = gateways[0].pid
+                else:
+                    parties |= {f"gateway worker process {i}": g.pid for i, g in enumerate(gateways)}
+                meter = CpuMeter(parties)
                 burst = run_burst(sender, sink, burst_messages, meter, timeout=max(60.0, count * 0.2))
                 burst_verify_cpu = sink.verify_cpu_us[verified_before:]
                 rate = burst.rate
@@ -686,28 +696,29 @@ def pipeline_path(directory: Path, pki: DevPKI, seconds: float
         finally:
             for transport in opened:
                 transport.close()
-    service_us = gateway.result or []
-    report = _path_report("pipeline", burst, paced)
+    report = _path_report(label, burst, paced)
     for name, value in _latency_ms(paced.publish_to_receive_us).items():
-        report[f"pipeline: paced publish→verified latency {name} (ms)"] = value
+        report[f"{label}: paced publish→verified latency {name} (ms)"] = value
     if sink.failures:
-        report["pipeline: receiver verification failures"] = f"{len(sink.failures)}, first: {sink.failures[0]}"
+        report[f"{label}: receiver verification failures"] = f"{len(sink.failures)}, first: {sink.failures[0]}"
     if sink.duplicates:
-        report["pipeline: duplicate deliveries"] = sink.duplicates
+        report[f"{label}: duplicate deliveries"] = sink.duplicates
     if vhost.relogins:
-        report["pipeline: logins retried after a concurrent run reset the users' passwords"] = vhost.relogins
+        report[f"{label}: logins retried after a concurrent run reset the users' passwords"] = vhost.relogins
     measurements = [
-        _measurement("pipeline: sign→verified, paced at 50 % (sender signs inline)", paced.end_to_end_us),
-        _measurement("pipeline: publish→verified, paced at 50 %", paced.publish_to_receive_us),
-        _measurement("pipeline: sender signs, in the paced run (wall)", paced.sign_wall_us),
-        _measurement("pipeline: receiver verifies, in the burst (thread CPU)", burst_verify_cpu),
+        _measurement(f"{label}: sign→verified, paced at 50 % (sender signs inline)", paced.end_to_end_us),
+        _measurement(f"{label}: publish→verified, paced at 50 %", paced.publish_to_receive_us),
+        _measurement(f"{label}: sender signs, in the paced run (wall)", paced.sign_wall_us),
+        _measurement(f"{label}: receiver verifies, in the burst (thread CPU)", burst_verify_cpu),
     ]
-    in_burst = service_us[WARM_UP:WARM_UP + burst.count]
-    at_half = service_us[WARM_UP + burst.count:]
-    if in_burst:
-        measurements.append(_measurement("pipeline: gateway, delivery → routed publish confirmed, burst", in_burst))
-    if at_half:
-        measurements.append(_measurement("pipeline: gateway, delivery → routed publish confirmed, paced", at_half))
+    if workers == 1:  # one worker's samples are in arrival order: warm-up, burst, then the paced run
+        service_us = gateways[0].result or []
+        in_burst = service_us[WARM_UP:WARM_UP + burst.count]
+        at_half = service_us[WARM_UP + burst.count:]
+        if in_burst:
+            measurements.append(_measurement(f"{label}: gateway, delivery → routed publish confirmed, burst", in_burst))
+        if at_half:
+            measurements.append(_measurement(f"{label}: gateway, delivery → routed publish confirmed, paced", at_half))
     return report, measurements, burst.rate, paced
 
 
@@ -879,7 +890,9 @@ def run(seconds: float) -> dict[str, Any]:
                               "prefetch (relay and gateway worker)": PREFETCH}
     measurements: list[Measurement] = []
     headline: dict[str, float | None] = {"raw_relay_msgs_per_s": None, "pipeline_msgs_per_s": None,
-                                         "pipeline_ratio": None, "pipeline_p99_ms": None}
+                                         "pipeline_ratio": None, "pipeline_p99_ms": None,
+                                         "pipeline_2_workers_msgs_per_s": None, "pipeline_2_workers_ratio": None,
+                                         "pipeline_2_workers_p99_ms": None}
     unavailable = rabbitmq_unavailable()
     with tempfile.TemporaryDirectory(prefix="gel-bench-relay-") as tmp, contextlib.ExitStack() as stack:
         directory = Path(tmp)
@@ -929,6 +942,17 @@ def run(seconds: float) -> dict[str, Any]:
         raw_rate = headline["raw_relay_msgs_per_s"]
         if raw_rate and full:
             headline["pipeline_ratio"] = full / raw_rate
+        if unavailable is None:  # the deployment's default: `gel gateway` starts two worker processes
+            try:
+                found, measured, rate, paced = pipeline_path(directory, pki, seconds, workers=DEFAULT_WORKERS)
+                report |= found
+                measurements += measured
+                headline["pipeline_2_workers_msgs_per_s"] = rate
+                headline["pipeline_2_workers_p99_ms"] = _latency_ms(paced.end_to_end_us)["p99"]
+                if raw_rate:
+                    headline["pipeline_2_workers_ratio"] = rate / raw_rate
+            except Exception as exc:
+                report[f"pipeline, {DEFAULT_WORKERS} gateway workers: not measured"] = f"{type(exc).__name__}: {exc}"
     if raw is not None:
         report |= _raw_extras(raw)  # once the relay process has stopped and told its counts
     report["load_average_1min_at_end"] = os.getloadavg()[0]

@@ -21,6 +21,9 @@ from broker.transport.factory import rabbitmq_answers, transport_kind
 from broker.transport.provisioning import ProvisioningError
 from broker.transport.topology import ingress_queues, platform_topology
 
+DEFAULT_WORKERS = 2
+"""Gateway worker processes `gel gateway` starts unless told otherwise."""
+
 
 def _worker(index: int, prefetch: int) -> None:
     from broker.transport.rabbitmq import RabbitMQTransport
@@ -43,8 +46,9 @@ def _worker(index: int, prefetch: int) -> None:
 
 
 def gateway(
-    workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=64,
-                                         help="Procesos trabajadores que compiten por la cola de entrada.")] = 2,
+    workers: Annotated[int, typer.Option(
+        "--workers", "-w", min=1, max=64,
+        help="Procesos trabajadores que compiten por las colas de entrada.")] = DEFAULT_WORKERS,
     prefetch: Annotated[int, typer.Option("--prefetch", min=1, max=10_000,
                                           help="Mensajes sin confirmar por trabajador.")] = 64,
 ) -> None:
