@@ -28,11 +28,11 @@ from broker.transport.rabbitmq import RabbitMQTransport
 from broker.transport.topology import DEAD_LETTER_QUEUE, INGRESS_EXCHANGE, entity_key
 from tests.chaos.platform import ChaosPlatform, chaos_platform
 from tests.integration.ambiental_kit import APPLICANT, OFFICIALS, TASK_VALUES, filing
+from tests.integration.chain_kit import FINISHED, caja_notifications
 
 HOUSING_CHAIN = "vivienda-postulacion"
 ENVIRONMENTAL_CHAIN = "ambiental-licencia"
 CAJAS = ("CO/CCF/860007336", "CO/CCF/860066942")
-FINISHED = ("completada", "fallida")
 FAULTS = ("pasarela", "orquestador", "adaptador", "rabbitmq", "postgresql")
 REASON_HEADER = "x-gel-motivo"
 
@@ -303,10 +303,7 @@ def _duplicates(platform: ChaosPlatform, housing_instances: set[str]) -> list[st
         decided = _sqlite(housing.fonvivienda_db, "SELECT RADICADO, count(*) FROM SFV_ASIGNACIONES "
                           "WHERE RADICADO LIKE 'VUV-%' GROUP BY RADICADO HAVING count(*) > 1")
         findings += [f"Fonvivienda decidió {n} veces {radicado}" for radicado, n in decided]
-        notified: Counter[str] = Counter(
-            path.name.split("_")[-3] if path.name.startswith("NOTIF") else path.name.split("_")[1]
-            for caja in (housing.colsubsidio_dir, housing.compensar_dir)
-            for path in (Path(caja) / "salida").glob("*VUV-*"))
+        notified = caja_notifications(housing)
         findings += [f"la caja notificó {n} veces {radicado}" for radicado, n in notified.items() if n > 1]
     others = platform.world.others
     if others is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from adapters.legacy.seed import SeededLegacy
 from adapters.legacy.world import LegacyWorld, legacy_world, running_adapters
 from adapters.sdk.assembly import AssembledAdapter
 from broker.gateway.local import LocalPlatform, open_platform
@@ -109,3 +111,11 @@ def inbox_requests(store_db: Path, service: str) -> list[str]:
         return [r[0] for r in connection.execute(
             "SELECT message_id FROM adapter_inbox WHERE message_type = 'solicitud' AND service LIKE ?",
             (f"{service} %",))]
+
+
+def caja_notifications(housing: SeededLegacy) -> Counter[str]:
+    """How many notification files each housing radicado has in the cajas' outgoing folders (Colsubsidio's
+    NOTIF_…_<radicado>_…_….txt, Compensar's <prefix>_<radicado>_…)."""
+    return Counter(path.name.split("_")[-3] if path.name.startswith("NOTIF") else path.name.split("_")[1]
+                   for caja in (housing.colsubsidio_dir, housing.compensar_dir)
+                   for path in (Path(caja) / "salida").glob("*VUV-*"))

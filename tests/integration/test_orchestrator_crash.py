@@ -26,7 +26,7 @@ from broker.security.pki import DevPKI
 from broker.settings import Settings
 from broker.transport.provisioning import Credentials
 from tests.conftest import ROOT
-from tests.integration.chain_kit import ChainScene, chain_scene
+from tests.integration.chain_kit import ChainScene, caja_notifications, chain_scene
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -132,7 +132,5 @@ def test_killed_at_random_points_every_case_finishes_with_one_effect_per_step(
                 "SELECT RADICADO FROM SFV_ASIGNACIONES WHERE RADICADO LIKE 'VUV-%'"))
         assigned = {r for r, outcome in radicados.items() if outcome == "asignado"}
         assert assigned and set(decided) >= assigned and max(decided.values()) == 1
-        notified = Counter(path.name.split("_")[-3] if path.name.startswith("NOTIF") else path.name.split("_")[1]
-                           for caja in (scene.world.housing.colsubsidio_dir, scene.world.housing.compensar_dir)
-                           for path in (Path(caja) / "salida").glob("*VUV-*"))
+        notified = caja_notifications(scene.world.housing)
         assert set(notified) == set(radicados) and max(notified.values()) == 1

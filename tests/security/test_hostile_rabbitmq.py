@@ -48,4 +48,4 @@ def test_rabbitmq_itself_refuses_a_user_id_that_is_not_the_connections(shooting:
 
 
 def test_the_whole_corpus_in_one_burst_over_rabbitmq(shooting: Range) -> None:
-    fire_burst(shooting, [a for a in CORPUS if a.known_bug is None])
+    fire_burst(shooting, list(CORPUS))
