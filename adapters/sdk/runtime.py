@@ -24,6 +24,7 @@ from concurrent.futures import wait
 from dataclasses import dataclass, replace
 
 from lxml import etree
+from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.sdk.connectors.base import Connector, ConnectorError
 from adapters.sdk.store import AdapterStore, InboxState, Outgoing
@@ -46,6 +47,7 @@ from broker.security.receipts import build_receipt
 from broker.security.signing import sign_element
 from broker.security.timestamp import verify_token
 from broker.security.verification import VerifiedMessage, verify_message
+from broker.storage import outage_waits
 from broker.transport.abc import Consumer, Delivery, OutgoingMessage, Transport, TransportError
 from broker.transport.topology import HEADER_NOTICE, HEADER_TIMESTAMP, INGRESS_EXCHANGE, entity_key, entity_queue
 
@@ -149,11 +151,11 @@ class Adapter:
         self.log.info("adapter.started", services=sorted(f"{c} v{v}" for c, v in self.handlers))
 
     def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
         if self._consumer is not None:
             self._consumer.cancel()
             self._consumer = None
-        self._stopping.set()
-        self._wake.set()
         if self._relay is not None:
             self._relay.join(timeout=15)
             self._relay = None
@@ -187,6 +189,24 @@ class Adapter:
 
     # -- receiving -----------------------------------------------------------------------------
     def handle(self, delivery: Delivery) -> None:
+        """Verify, deduplicate, answer and settle one delivery. While the store's database is down the delivery
+        waits and is tried again: sent back at once, it would spend its few delivery attempts in milliseconds
+        and be dead-lettered for an outage that was nobody's fault."""
+        waits = outage_waits()
+        while True:
+            try:
+                self._handle(delivery)
+                return
+            except SQLAlchemyError as exc:
+                if self._stopping.is_set() or self.store.answers():
+                    raise
+                delay = next(waits)
+                self.log.warning("adapter.store_unavailable", message_id=delivery.message_id, retry_in_s=delay,
+                                 reason=f"{type(exc).__name__}: {exc}"[:200])
+                if self._stopping.wait(delay):
+                    raise
+
+    def _handle(self, delivery: Delivery) -> None:
         try:
             incoming = self._verify(delivery)
         except GelFault as exc:
@@ -262,6 +282,8 @@ class Adapter:
             except GelFault:
                 raise
             except Exception as exc:
+                if isinstance(exc, SQLAlchemyError) and not self.store.answers():
+                    raise  # the adapter's own database is down: the delivery waits, no falla is sent
                 self.log.exception("adapter.handler_bug", message_id=header.message_id)
                 raise fault(FaultCode.ADAPTER_HANDLER_FAILED, entity=self.entity,
                             detail=type(exc).__name__) from exc

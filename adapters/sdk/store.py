@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from broker.storage import create_tables, iso, open_engine
+from broker.storage import answers, create_tables, iso, open_engine
 
 __all__ = ["AdapterStore", "InboxState", "Outgoing", "OutgoingRow"]
 
@@ -134,6 +134,10 @@ class AdapterStore:
         with self._engine.connect() as connection:
             row = connection.execute(select(_inbox.c.state).where(_inbox.c.message_id == message_id)).first()
         return InboxState(row.state) if row is not None else None
+
+    def answers(self) -> bool:
+        """Whether the store's database takes a query now."""
+        return answers(self._engine)
 
     # -- outbox --------------------------------------------------------------------------------
     @property

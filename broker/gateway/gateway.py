@@ -50,6 +50,7 @@ from broker.logs import get_logger
 from broker.security.message_log import LogRecord
 from broker.security.pki import Credential
 from broker.security.signing import sign_element
+from broker.storage import outage_waits
 from broker.transport.abc import Consumer, Delivery, OutgoingMessage, PublishError, Transport, TransportError
 from broker.transport.topology import (
     DEAD_LETTER_EXCHANGE,
@@ -67,9 +68,6 @@ HEADER_ATTEMPTS = "x-gel-intentos"
 PLATFORM_SERVICE = ServiceRef("plataforma", "1.0")
 ANONYMOUS = "un usuario sin identificar (falta la propiedad user_id)"
 TRANSIENT = (TransportError, SQLAlchemyError, OSError, TimeoutError)
-OUTAGE_FIRST_WAIT = 0.5
-OUTAGE_LONGEST_WAIT = 10.0
-"""Seconds a batch waits for the message log's database to come back: doubling from the first to the longest."""
 
 log = get_logger(component="gateway")
 
@@ -257,7 +255,7 @@ class Gateway:
         """Admit and route several deliveries. While the message log's database is down the batch waits and is
         tried again (an outage is nobody's message's fault, so it spends none of their attempts); a transient
         failure while the database answers sends each delivery back for another attempt."""
-        delay, outage = OUTAGE_FIRST_WAIT, False
+        waits, outage = outage_waits(), False
         while True:
             try:
                 self._process(batch)
@@ -275,10 +273,9 @@ class Gateway:
                     for delivery, _ in batch:
                         self._retry(delivery, reason)
                     return
-                outage = True
+                outage, delay = True, next(waits)
                 log.warning("gateway.store_unavailable", count=len(batch), retry_in_s=delay, reason=reason[:200])
                 self._stopping.wait(delay)
-                delay = min(delay * 2, OUTAGE_LONGEST_WAIT)
             except Exception as exc:
                 if len(batch) > 1:
                     self._one_by_one(batch)

@@ -45,11 +45,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import RowMapping, make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
 from broker.gelxml.faults import Falla, FaultCode, GelFault, falla, fault
-from broker.storage import create_tables
+from broker.storage import answers, create_tables
 
 __all__ = [
     "GENESIS_HASH",
@@ -269,12 +269,7 @@ class MessageLog:
 
     def answers(self) -> bool:
         """Whether the database takes a query now (an outage, as opposed to a statement that keeps failing)."""
-        try:
-            with self._engine.connect() as connection:
-                connection.execute(select(1))
-        except SQLAlchemyError:
-            return False
-        return True
+        return answers(self._engine)
 
     def __enter__(self) -> MessageLog:
         return self

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
+from sqlalchemy.exc import OperationalError
 
 from adapters.sdk.connectors.base import LegacyGarbage, LegacyNotFound, LegacyUnavailable
 from adapters.sdk.runtime import Adapter, HandlerContext, Incoming, RetryPolicy
@@ -183,3 +184,41 @@ def test_an_event_emitted_by_a_handler_leaves_with_the_answer_and_only_with_it(
         platform.close()
         caller.store.close()
         provider.store.close()
+
+
+@pytest.mark.parametrize("where", ["store", "handler"])
+def test_an_outage_of_the_adapters_own_database_holds_the_request_without_spending_its_attempts(
+        scene: Scene, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """The store (or the handler's use of it) fails while the database does not answer: the delivery waits
+    for it instead of being sent back at once — five quick redeliveries would dead-letter it — and no falla
+    is sent for an outage."""
+    store, failed = scene.provider.store, []
+    outage = 8  # more failures than the queue's delivery limit allows redeliveries
+
+    def down(*_args: object, **_kwargs: object) -> None:
+        failed.append(time.monotonic())
+        raise OperationalError("SELECT", {}, Exception("el servidor se está reiniciando"))
+
+    def receive_unless_down(**kwargs: object) -> InboxState | None:
+        if len(failed) < outage:
+            down()
+        return AdapterStore.receive(store, **kwargs)  # type: ignore[arg-type]
+
+    def answer_unless_down(incoming: Incoming) -> etree._Element:
+        if len(failed) < outage:
+            down()
+        return sample_payload("verificarIdentidad-respuesta.xml")
+
+    if where == "store":
+        monkeypatch.setattr(store, "receive", receive_unless_down)
+    else:
+        scene.behaviour.extend([answer_unless_down] * outage + [answer_unless_down])
+    monkeypatch.setattr(store, "answers", lambda: len(failed) > outage)  # down for each of those failures
+    monkeypatch.setattr("broker.storage.OUTAGE_FIRST_WAIT", 0.05)
+    monkeypatch.setattr("broker.storage.OUTAGE_LONGEST_WAIT", 0.2)
+    request_id = ask(scene)
+    got = scene.inbox.wait_for(2)
+    assert [m.header.message_type for m in got] == [MessageType.RECEIPT, MessageType.RESPONSE], got
+    assert got[1].header.correlation_id == request_id
+    assert len(failed) == outage and failed[-1] - failed[0] >= 0.5, "the outage was waited out, not retried at once"
+    assert store.state(request_id) is InboxState.DONE

@@ -280,7 +280,7 @@ def test_a_database_outage_holds_the_message_without_spending_its_attempts(
 
     monkeypatch.setattr(log, "append_many", append_unless_down)
     monkeypatch.setattr(log, "answers", lambda: len(failed) >= 8)
-    monkeypatch.setattr("broker.gateway.gateway.OUTAGE_LONGEST_WAIT", 0.5)
+    monkeypatch.setattr("broker.storage.OUTAGE_LONGEST_WAIT", 0.5)
     body = signed("verificarIdentidad-solicitud.xml", platform.pki)
     platform.send(ORCHESTRATOR, body)
     assert platform.receive(REGISTRADURIA).body == body
