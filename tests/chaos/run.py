@@ -3,6 +3,7 @@ let the platform settle, then count what was started, completed, lost and done t
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
 import threading
@@ -246,6 +247,25 @@ def _wait_settled(platform: ChaosPlatform, started: dict[str, str], deadline: fl
         time.sleep(5.0)
 
 
+FAILURE_EVENTS = frozenset({"consumidor_fallo", "adapter.handler_bug", "adapter.unverifiable", "gateway.unexpected"})
+"""What a process logs when a delivery goes back to its queue or to the dead-letter queue for a reason other than
+an outage: quoted in the report when something was lost or parked, since CI keeps no process logs."""
+
+
+def _logged_failures(platform: ChaosPlatform, limit: int = 10) -> list[str]:
+    found: list[str] = []
+    for component in platform.components.values():
+        with suppress(OSError), component.log.open(encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                with suppress(ValueError):
+                    event = json.loads(line)
+                    if isinstance(event, dict) and event.get("event") in FAILURE_EVENTS:
+                        cause = str(event.get("exception") or event.get("code") or "").strip().splitlines()
+                        found.append(f"{component.name} registró {event['event']} ({event.get('timestamp', '?')}, "
+                                     f"mensaje {event.get('message_id', '?')}): {cause[-1] if cause else '?'}")
+    return found[:limit]
+
+
 def _dead_letters(platform: ChaosPlatform) -> dict[str, int]:
     gateway = next(e.id for e in platform.entities if e.kind == "pasarela")
     reasons: Counter[str] = Counter()
@@ -356,10 +376,13 @@ def run_chaos(config: ChaosConfig, folder: Path, *, amqp_url: str, postgres_url:
         housing = {r.id for r in rows if r.chain == HOUSING_CHAIN}
         findings = _duplicates(platform, housing)
         lost = [key for key in started if key not in finished]
+        dead = _dead_letters(platform)
+        clues = _logged_failures(platform) if lost or dead else []
         report = ChaosReport(
             started=len(started), completed=completed, failed=failed, lost=len(lost), duplicated=len(findings),
-            findings=tuple(findings + [f"caso sin terminar: solicitud {key} ({started[key]})" for key in lost[:20]]),
-            dead_lettered=_dead_letters(platform), refused=_refusals(platform), faults=tuple(events),
+            findings=tuple(findings + [f"caso sin terminar: solicitud {key} ({started[key]})" for key in lost[:20]]
+                           + clues),
+            dead_lettered=dead, refused=_refusals(platform), faults=tuple(events),
             crashes={c.name: tuple(c.crashes) for c in platform.components.values() if c.crashes},
             seconds=time.monotonic() - began)
         return report
