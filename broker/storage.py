@@ -7,8 +7,9 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import MetaData, create_engine, select
+from sqlalchemy import MetaData, create_engine, event, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
@@ -21,14 +22,30 @@ OUTAGE_LONGEST_WAIT = 10.0
 An outage is nobody's message's fault, so waiting it out spends none of a message's delivery attempts."""
 
 
-def open_engine(url: str) -> Engine:
-    """An engine for the platform store; SQLite waits for a competing writer instead of failing at once."""
+def open_engine(url: str, *, durable: bool = True) -> Engine:
+    """An engine for the platform store; SQLite waits for a competing writer instead of failing at once.
+
+    `durable=False` is for rows that are not evidence (operational records): a commit returns without waiting
+    for the disk (SQLite `synchronous=NORMAL` in WAL mode, PostgreSQL `synchronous_commit=off`), so an
+    operating-system crash may lose the last moments of them but never corrupts the database — and, on a
+    SQLite file shared with the message log, the commit no longer holds the write lock through an fsync."""
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        return create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-    return create_engine(url, pool_pre_ping=True)
+    if parsed.get_backend_name() != "sqlite":
+        options = {} if durable else {"connect_args": {"options": "-c synchronous_commit=off"}}
+        return create_engine(url, pool_pre_ping=True, **options)
+    in_file = bool(parsed.database) and parsed.database != ":memory:"
+    if in_file:
+        Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    if not durable:
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            if in_file:
+                cursor.execute("PRAGMA journal_mode=WAL")  # NORMAL is corruption-safe in WAL mode
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+    return engine
 
 
 def answers(engine: Engine) -> bool:

@@ -72,7 +72,7 @@ class OperationalRecord:
 
 class OperationalRecords:
     def __init__(self, url: str) -> None:
-        self._engine = open_engine(url)
+        self._engine = open_engine(url, durable=False)
         create_tables(_metadata, self._engine)
 
     def add(self, record: OperationalRecord) -> None:
