@@ -764,7 +764,7 @@ def _signed(credential: Credential, count: int, clock: StageClock | None) -> lis
 
 
 GATEWAY_STAGES = (
-    "gateway: redelivery check (header read + log lookup)",
+    "gateway: redelivery check (log lookup by the AMQP message_id)",
     "gateway: parse + validate (check_message)",
     "gateway: verify (signature, certificate, sender, freshness)",
     "gateway: authorise (AMQP user, catalog)",
@@ -784,9 +784,11 @@ def _stage_by_stage(clock: StageClock, parts: GatewayParts, trust: TrustStore, b
     routed publish), stage by stage, then what the receiving adapter checks."""
     pipeline, s = parts.pipeline, GATEWAY_STAGES
 
-    def redelivery_check() -> None:  # as `Gateway._already_admitted`: nothing is found for a new message
+    amqp_message_id = read_header(parse_untrusted(body)).message_id  # the sender sets it; the gateway reads it
+
+    def redelivery_check() -> None:  # as `Gateway._process`: nothing is found for a new message
         digest = hashlib.sha256(body).hexdigest()
-        found = pipeline.log.find(read_header(parse_untrusted(body)).message_id)
+        found = pipeline.log.find_many([amqp_message_id])[amqp_message_id]
         if any(r.message_sha256 == digest for r in found):
             raise RuntimeError("a fresh message was found in the log")
 

@@ -296,12 +296,14 @@ class Gateway:
             self._dead_letter(delivery, f"error interno {type(exc).__name__}: {exc}")
 
     def _process(self, batch: Sequence[tuple[Delivery, _Clock]]) -> None:
-        headers = {id(delivery): _header_of(delivery.body) for delivery, _ in batch}
-        known = self.pipeline.log.find_many(h.message_id for h in headers.values() if h is not None)
+        """The redelivery check looks the log up by the AMQP message_id (our senders set it to the idMensaje) and
+        trusts only an accepted record with the same bytes from the same authenticated sender, so a lying
+        property just makes the message look fresh; nothing is parsed for it."""
+        known = self.pipeline.log.find_many(delivery.message_id for delivery, _ in batch if delivery.message_id)
         fresh: list[tuple[Delivery, _Clock]] = []
         for delivery, started in batch:
-            header = headers[id(delivery)]
-            previous = self._already_admitted(delivery, header, known.get(header.message_id, []) if header else [])
+            previous = self._already_admitted(delivery, known.get(delivery.message_id or "", []))
+            header = _header_of(delivery.body) if previous is not None else None
             if previous is not None and header is not None:
                 self._route(delivery, previous, self.pipeline.recipients_of(header), started, outcome="reenviado",
                             chain_id=header.chain_id)
@@ -315,10 +317,9 @@ class Gateway:
         if self.deadlines is not None and not shared:
             self.deadlines.track(*self._reply_clocks([o.verified.header for o in outcomes if isinstance(o, Admitted)]))
         for (delivery, started), outcome in zip(fresh, outcomes, strict=True):
-            self._dispatch(delivery, outcome, started, headers[id(delivery)])
+            self._dispatch(delivery, outcome, started)
 
-    def _dispatch(self, delivery: Delivery, outcome: Admitted | Duplicate | Rejected, started: _Clock,
-                  copy: Header | None) -> None:
+    def _dispatch(self, delivery: Delivery, outcome: Admitted | Duplicate | Rejected, started: _Clock) -> None:
         if isinstance(outcome, Admitted):
             header = outcome.verified.header
             if outcome.notice is not None:
@@ -327,15 +328,16 @@ class Gateway:
             self._route(delivery, outcome.record, outcome.recipients, started,
                         correlation_id=header.correlation_id, chain_id=header.chain_id, notice=outcome.notice)
         elif isinstance(outcome, Duplicate):
+            copy = _header_of(delivery.body)
             self._route(delivery, outcome.record, outcome.recipients, started, outcome="reenviado",
                         chain_id=copy.chain_id if copy else None)
         else:
-            self._refuse(delivery, outcome, started, copy)
+            self._refuse(delivery, outcome, started, _header_of(delivery.body))
 
     @staticmethod
-    def _already_admitted(delivery: Delivery, header: Header | None, records: Sequence[LogRecord]) -> LogRecord | None:
+    def _already_admitted(delivery: Delivery, records: Sequence[LogRecord]) -> LogRecord | None:
         """The log record of this exact message if its sender, on its own connection, already got it admitted."""
-        if header is None:
+        if not records:
             return None
         digest = hashlib.sha256(delivery.body).hexdigest()
         for record in records:
