@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlunparse
 
 import pytest
+import sqlalchemy as sa
 
 from broker.gelxml import SchemaRegistry, load_registry
 from broker.security.entities import EntityRegistry, load_entities
@@ -114,3 +116,25 @@ def fresh_pki(tmp_path: Path, entities: EntityRegistry) -> DevPKI:
     pki = DevPKI(tmp_path / "pki")
     pki.initialise(entities)
     return pki
+
+
+def _database_url(server_url: str, name: str) -> str:
+    parsed = urlparse(server_url)
+    return urlunparse(parsed._replace(path=f"/{name}"))
+
+
+@contextmanager
+def postgres_databases(server_url: str, names: Sequence[str]) -> Iterator[list[str]]:
+    """Fresh PostgreSQL databases on the server of `server_url`, yielded as URLs and dropped afterwards."""
+    admin = sa.create_engine(_database_url(server_url, "postgres"), isolation_level="AUTOCOMMIT",
+                             poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as connection:
+            for name in names:
+                connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield [_database_url(server_url, name) for name in names]
+    finally:
+        with suppress(sa.exc.SQLAlchemyError), admin.connect() as connection:
+            for name in names:
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -12,13 +12,14 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 
 from sqlalchemy import Column, Index, Integer, MetaData, String, Table, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from broker.gelxml.envelope import Header, MessageType, ServiceRef
-from broker.storage import create_tables, iso, open_engine
+from broker.storage import create_tables, driver_marks, iso, open_engine
 
 __all__ = ["PendingReply", "ReplyDeadlines", "ReplyState"]
 
@@ -37,6 +38,8 @@ _pending = Table(
     Column("state", String(16), nullable=False),
     Index("ix_pending_replies_state_deadline", "state", "deadline"),
 )
+_COLUMNS = tuple(column.name for column in _pending.columns)
+"""In table order: what `track_in`'s driver-SQL insert lists (see `broker.storage.driver_marks`)."""
 
 
 class ReplyState(StrEnum):
@@ -105,20 +108,22 @@ class ReplyDeadlines:
         the admitted records and the reply clocks they start commit together."""
         moment = now or dt.datetime.now(dt.UTC)
         ids = [header.message_id for header, _ in expected]
-        present = {r.message_id for r in connection.execute(
-            select(_pending.c.message_id).where(_pending.c.message_id.in_(ids)))} if ids else set()
-        rows = [dict(message_id=h.message_id, sender=h.sender, recipient=h.recipient,
-                     service_code=h.service.code, service_version=h.service.version,
-                     within_seconds=within, chain_id=h.chain_id, radicado=h.radicado,
-                     deadline=iso(moment + dt.timedelta(seconds=within)), state=ReplyState.PENDING.value)
+        marks = partial(driver_marks, connection.dialect)
+        present = {row[0] for row in connection.exec_driver_sql(
+            f"SELECT message_id FROM {_pending.name} WHERE message_id IN ({marks(len(ids))})", tuple(ids),
+        )} if ids else set()
+        rows = [(h.message_id, h.sender, h.recipient, h.service.code, h.service.version, within, h.chain_id, h.radicado,
+                 iso(moment + dt.timedelta(seconds=within)), ReplyState.PENDING.value)
                 for h, within in {h.message_id: (h, w) for h, w in expected}.values()
                 if h.message_id not in present]
         if rows:
-            connection.execute(insert(_pending), rows)
+            connection.exec_driver_sql(f"INSERT INTO {_pending.name} ({', '.join(_COLUMNS)}) "
+                                       f"VALUES ({marks(len(_COLUMNS))})", rows)
         if answered:
-            connection.execute(update(_pending).where(
-                _pending.c.message_id.in_(list(answered)), _pending.c.state != ReplyState.ANSWERED.value,
-            ).values(state=ReplyState.ANSWERED.value))
+            connection.exec_driver_sql(
+                f"UPDATE {_pending.name} SET state = {marks(1)} "
+                f"WHERE message_id IN ({marks(len(answered))}) AND state <> {marks(1)}",
+                (ReplyState.ANSWERED.value, *answered, ReplyState.ANSWERED.value))
 
     def answered(self, request_id: str) -> bool:
         """Mark the request answered; True when it was still waiting (or had expired) and now is not."""

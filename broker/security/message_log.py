@@ -48,7 +48,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
 from broker.gelxml.faults import Falla, FaultCode, GelFault, falla, fault
-from broker.storage import answers, create_tables
+from broker.storage import answers, create_tables, driver_marks
 
 __all__ = [
     "GENESIS_HASH",
@@ -553,7 +553,7 @@ class _HotSql:
 
     @staticmethod
     def of(engine: Engine, log: Table, head: Table) -> _HotSql:
-        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        mark = driver_marks(engine.dialect, 1)
         table = engine.dialect.identifier_preparer.format_table
         columns = tuple(column.name for column in log.columns)
         assert columns == _ROW_COLUMNS, columns
@@ -562,7 +562,7 @@ class _HotSql:
         return _HotSql(
             columns=columns,
             head=f"SELECT last_seq, last_hash, last_recorded_at FROM {table(head)} WHERE id = 1{lock}",
-            insert=f"INSERT INTO {table(log)} ({listed}) VALUES ({', '.join([mark] * len(columns))})",
+            insert=f"INSERT INTO {table(log)} ({listed}) VALUES ({driver_marks(engine.dialect, len(columns))})",
             update_head=f"UPDATE {table(head)} SET last_seq = {mark}, last_hash = {mark}, "
                         f"last_recorded_at = {mark} WHERE id = 1",
             select_by_id=f"SELECT {listed} FROM {table(log)} WHERE message_id IN ({{marks}}) ORDER BY seq",

@@ -15,7 +15,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import sqlalchemy as sa
 
@@ -27,6 +26,7 @@ from broker.security.pki import DevPKI
 from broker.settings import Settings
 from broker.transport.provisioning import Credentials, apply_topology
 from broker.transport.topology import entity_queue, ingress_queues
+from tests.conftest import postgres_databases
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTITIES_FILE = ROOT / "deploy" / "entities.yaml"
@@ -234,27 +234,6 @@ def postgres_cluster() -> tuple[str, str] | None:
     return None
 
 
-def _database_url(server_url: str, name: str) -> str:
-    parsed = urlparse(server_url)
-    return urlunparse(parsed._replace(path=f"/{name}"))
-
-
-@contextmanager
-def _databases(server_url: str, names: Sequence[str]) -> Iterator[list[str]]:
-    admin = sa.create_engine(_database_url(server_url, "postgres"), isolation_level="AUTOCOMMIT",
-                             poolclass=sa.pool.NullPool)
-    try:
-        with admin.connect() as connection:
-            for name in names:
-                connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield [_database_url(server_url, name) for name in names]
-    finally:
-        with suppress(sa.exc.SQLAlchemyError), admin.connect() as connection:
-            for name in names:
-                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def _component_env(settings: Settings, vhost: str, amqp_url: str) -> dict[str, str]:
     return {**os.environ, "GEL_CERTS_DIR": str(settings.certs_dir), "GEL_DATABASE_URL": settings.database_url,
             "GEL_ORCHESTRATOR_DATABASE_URL": settings.orchestrator_database_url, "GEL_AMQP_URL": amqp_url,
@@ -298,7 +277,7 @@ def chaos_platform(folder: Path, *, amqp_url: str, postgres_url: str, adapters: 
         applied = apply_topology(entities, credentials_file=credentials_file, vhost=vhost)
         stack.callback(lambda: rabbitmqctl("delete_vhost", vhost))
         platform_db, orchestrator_db = stack.enter_context(
-            _databases(postgres_url, [f"gel_chaos_{tag}_plataforma", f"gel_chaos_{tag}_orquestador"]))
+            postgres_databases(postgres_url, [f"gel_chaos_{tag}_plataforma", f"gel_chaos_{tag}_orquestador"]))
         settings = Settings(certs_dir=pki.directory, database_url=platform_db,
                             orchestrator_database_url=orchestrator_db, entities_file=ENTITIES_FILE,
                             rabbitmq_vhost=vhost, rabbitmq_credentials_file=credentials_file,
