@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -138,3 +139,13 @@ def postgres_databases(server_url: str, names: Sequence[str]) -> Iterator[list[s
             for name in names:
                 connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh platform database: a SQLite file, or a PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'gel.db'}"
+        return
+    with postgres_databases(request.getfixturevalue("postgres_url"), [f"gel_prueba_{uuid.uuid4().hex[:10]}"]) as [url]:
+        yield url

@@ -21,11 +21,10 @@ from sqlalchemy import (
     Select,
     String,
     Table,
-    insert,
     select,
 )
 
-from broker.storage import create_tables, iso, open_engine
+from broker.storage import create_tables, driver_marks, iso, open_engine
 
 __all__ = ["OperationalRecord", "OperationalRecords", "operational_records"]
 
@@ -51,6 +50,8 @@ _records = Table(
 )
 
 operational_records = _records
+_WRITTEN = tuple(column.name for column in _records.columns if column.name != "id")
+"""In table order: what `add_many`'s driver-SQL insert lists (see `broker.storage.driver_marks`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,8 @@ class OperationalRecords:
     def __init__(self, url: str) -> None:
         self._engine = open_engine(url, durable=False)
         create_tables(_metadata, self._engine)
+        self._insert = (f"INSERT INTO {_records.name} ({', '.join(_WRITTEN)}) "
+                        f"VALUES ({driver_marks(self._engine.dialect, len(_WRITTEN))})")
 
     def add(self, record: OperationalRecord) -> None:
         self.add_many([record])
@@ -83,11 +86,9 @@ class OperationalRecords:
         if not records:
             return
         with self._engine.begin() as connection:
-            connection.execute(insert(_records), [dict(
-                message_id=r.message_id, hop=r.hop, sender=r.sender, recipient=r.recipient,
-                service=r.service, received_at=iso(r.received_at), completed_at=iso(r.completed_at),
-                duration_ms=r.duration_ms, size_bytes=r.size_bytes, outcome=r.outcome,
-                fault_code=r.fault_code, log_seq=r.log_seq, attempt=r.attempt,
+            connection.exec_driver_sql(self._insert, [(
+                r.message_id, r.hop, r.sender, r.recipient, r.service, iso(r.received_at), iso(r.completed_at),
+                r.duration_ms, r.size_bytes, r.outcome, r.fault_code, r.log_seq, r.attempt,
             ) for r in records])
 
     def for_message(self, message_id: str) -> list[OperationalRecord]:

@@ -4,10 +4,7 @@ PostgreSQL, alone and inside the message log's transaction (as the gateway write
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -15,19 +12,10 @@ from broker.gateway.deadlines import ReplyDeadlines
 from broker.gelxml.envelope import read_header
 from broker.gelxml.parsing import parse_untrusted
 from broker.security.message_log import LogEntry, MessageLog
-from tests.conftest import SAMPLES, postgres_databases
+from tests.conftest import SAMPLES
 
 REQUEST = read_header(parse_untrusted((SAMPLES / "valid" / "verificarIdentidad-solicitud.xml").read_bytes()))
 START = dt.datetime(2026, 12, 3, 9, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'gel.db'}"
-        return
-    with postgres_databases(request.getfixturevalue("postgres_url"), [f"gel_plazos_{uuid.uuid4().hex[:10]}"]) as [url]:
-        yield url
 
 
 def test_a_batch_starts_each_clock_once_and_stops_the_answered_ones(database_url: str) -> None:
