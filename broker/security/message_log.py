@@ -386,7 +386,7 @@ class MessageLog:
             finally:
                 cursor.close()
         for row in rows:
-            record = _record_of(dict(zip(self._sql.columns, row, strict=True)))
+            record = _record_of(dict(zip(_ROW_COLUMNS, row, strict=True)))
             found[record.message_id].append(record)
         return found
 
@@ -543,7 +543,6 @@ class _HotSql:
     Core these statements cost ~1.2 ms of CPU of the ~1.5 ms one append took (bench: `python -m bench --only
     log`); on the driver's cursor, ~0.2 ms. Everything else (tables, reads, verification) stays in Core."""
 
-    columns: tuple[str, ...]
     head: str
     insert: str
     update_head: str
@@ -557,12 +556,11 @@ class _HotSql:
         table = engine.dialect.identifier_preparer.format_table
         columns = tuple(column.name for column in log.columns)
         assert columns == _ROW_COLUMNS, columns
-        listed = ", ".join(columns)
+        listed = ", ".join(_ROW_COLUMNS)
         lock = "" if engine.dialect.name == "sqlite" else " FOR UPDATE"  # SQLite: BEGIN IMMEDIATE locks
         return _HotSql(
-            columns=columns,
             head=f"SELECT last_seq, last_hash, last_recorded_at FROM {table(head)} WHERE id = 1{lock}",
-            insert=f"INSERT INTO {table(log)} ({listed}) VALUES ({driver_marks(engine.dialect, len(columns))})",
+            insert=f"INSERT INTO {table(log)} ({listed}) VALUES ({driver_marks(engine.dialect, len(_ROW_COLUMNS))})",
             update_head=f"UPDATE {table(head)} SET last_seq = {mark}, last_hash = {mark}, "
                         f"last_recorded_at = {mark} WHERE id = 1",
             select_by_id=f"SELECT {listed} FROM {table(log)} WHERE message_id IN ({{marks}}) ORDER BY seq",
@@ -580,7 +578,7 @@ def _accepted_among(cursor: Any, sql: _HotSql, message_ids: set[str]) -> dict[st
     cursor.execute(sql.records_of(len(message_ids)), sorted(message_ids))
     found: dict[str, LogRecord] = {}
     for row in cursor.fetchall():
-        record = _record_of(dict(zip(sql.columns, row, strict=True)))
+        record = _record_of(dict(zip(_ROW_COLUMNS, row, strict=True)))
         if record.outcome == "aceptado":
             found.setdefault(record.message_id, record)
     return found
