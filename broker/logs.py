@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -13,7 +14,7 @@ PLATFORM_FIELDS = {"message_id": "idMensaje", "chain_id": "idCadena", "entity": 
 """Every log line names these by the platform's own field names, whatever the code called them."""
 
 
-def platform_fields(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def platform_fields(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: message_id → idMensaje, chain_id → idCadena, entity → entidad, stage → etapa."""
     for key, name in PLATFORM_FIELDS.items():
         if key in event:

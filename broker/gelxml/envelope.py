@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from lxml import etree
 
+from broker.gelxml.faults import default_namespace
 from broker.gelxml.namespaces import MENSAJE, SHA256_URI, qname
 from broker.gelxml.parsing import parse_untrusted
 
@@ -113,7 +114,7 @@ def read_header(root: etree._Element) -> Header:
         sender=fields.get("entidadOrigen", ""),
         recipient=fields.get("entidadDestino", ""),
         service=ServiceRef(service_fields.get("codServicio", ""), service_fields.get("versionServicio", "")),
-        message_type=MessageType(fields.get("tipoMensaje")),
+        message_type=MessageType(fields.get("tipoMensaje") or ""),
         protocol_version=fields.get("versionProtocolo") or PROTOCOL_VERSION,
         **optional,
     )
@@ -197,7 +198,7 @@ def message_digest(data: bytes) -> str:
 
 def build_message(header: Header, payload: etree._Element) -> etree._Element:
     """A new `mensaje` element holding `payload` (which is copied, not moved)."""
-    root = etree.Element(_M["mensaje"], nsmap={None: MENSAJE})
+    root = etree.Element(_M["mensaje"], nsmap=default_namespace(MENSAJE))
     enc = etree.SubElement(root, _M["encabezado"])
 
     def put(name: str, value: str | None) -> etree._Element | None:

@@ -435,6 +435,17 @@ class Location:
     xpath: str | None = None
 
 
+def source_line(element: etree._Element | None) -> int | None:
+    """The element's line in its document, if lxml knows it (lxml-stubs type `sourceline` loosely)."""
+    line = element.sourceline if element is not None else None
+    return line if isinstance(line, int) else None
+
+
+def default_namespace(uri: str) -> Any:
+    """An `nsmap` making `uri` the default namespace (the `None` key lxml-stubs does not admit)."""
+    return {None: uri}
+
+
 @dataclass(frozen=True, slots=True)
 class Falla:
     """A coded fault: what was wrong, where, at which stage, and whether retrying can help."""
@@ -463,7 +474,7 @@ class Falla:
 
     def to_xml(self) -> etree._Element:
         """The `falla` payload element (Plataforma/Falla), ready to go in a message `cuerpo`."""
-        root = etree.Element(qname(FALLA, "falla"), nsmap={None: FALLA})
+        root = etree.Element(qname(FALLA, "falla"), nsmap=default_namespace(FALLA))
         _append_core(root, self)
         etree.SubElement(root, qname(FALLA, "etapa")).text = self.stage.value
         _append_location(root, self.location)
@@ -527,9 +538,10 @@ def falla(
     )
 
 
-def fault(code: FaultCode, *, location: Location | None = None, **params: object) -> GelFault:
+def fault(code: FaultCode, *, location: Location | None = None, problems: tuple[Falla, ...] = (),
+          **params: object) -> GelFault:
     """The exception to raise for `code`: `raise fault(FaultCode.PARSE_EMPTY)`."""
-    return GelFault(falla(code, location=location, **params))
+    return GelFault(falla(code, location=location, problems=problems, **params))
 
 
 def catalogue() -> dict[FaultCode, FaultSpec]:

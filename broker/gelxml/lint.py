@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from broker.gelxml.faults import GelFault
+from broker.gelxml.faults import GelFault, source_line
 from broker.gelxml.namespaces import GEL_PREFIX, METADATOS, XSD
 from broker.gelxml.parsing import ParseLimits, parse_untrusted
 from broker.gelxml.registry import SchemaKind, classify_namespace
@@ -92,7 +92,7 @@ class _Checker:
 
     def add(self, code: LintCode, message: str, node: etree._Element | None = None,
             severity: Severity = Severity.ERROR) -> None:
-        line = node.sourceline if node is not None else None
+        line = source_line(node)
         self.findings.append(Finding(code, severity, message, self.path, line))
 
     def run(self) -> list[Finding]:

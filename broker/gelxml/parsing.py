@@ -142,7 +142,7 @@ def parse_untrusted(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> etree.
         root = etree.fromstring(data, _parsers.parser)
     except etree.XMLSyntaxError as exc:
         location = Location(line=exc.lineno, column=(exc.offset or 0) + 1)
-        if exc.code == etree.ErrorTypes.ERR_RESOURCE_LIMIT or "Excessive depth" in str(exc.msg):
+        if getattr(exc, "code", None) == etree.ErrorTypes.ERR_RESOURCE_LIMIT or "Excessive depth" in str(exc.msg):
             raise fault(FaultCode.PARSE_TOO_DEEP, location=location, limit=limits.max_depth) from None
         raise fault(FaultCode.PARSE_MALFORMED, location=location, detail=_malformed_detail(str(exc.msg))) from None
     if _too_deep(limits.max_depth)(root):

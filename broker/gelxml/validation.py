@@ -4,12 +4,14 @@ header-to-payload rules no XSD can express. Errors come back as coded, Spanish, 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from lxml import etree
 
 from broker.gelxml.envelope import Header, MessageType, payload_of, read_header
-from broker.gelxml.faults import Falla, FaultCode, GelFault, Location, falla
+from broker.gelxml.faults import Falla, FaultCode, GelFault, Location, falla, source_line
 from broker.gelxml.namespaces import ACUSE, ENTIDAD, FALLA, MENSAJE, PREFIXES, qname
 from broker.gelxml.registry import SchemaRegistry, ServiceSchema
 
@@ -190,7 +192,7 @@ def _header_faults(root: etree._Element, header: Header, payload: etree._Element
     service = registry.service(header.service.code, header.service.version)
     service_node = root.find(f"{{{MENSAJE}}}encabezado/{{{MENSAJE}}}servicio")
     header_location = Location(
-        line=service_node.sourceline if service_node is not None else None,
+        line=source_line(service_node),
         xpath="/mensaje/encabezado/servicio",
     )
     carries_service_payload = header.message_type in (MessageType.REQUEST, MessageType.RESPONSE, MessageType.EVENT)
@@ -204,7 +206,7 @@ def _header_faults(root: etree._Element, header: Header, payload: etree._Element
         if payload.tag not in expected:
             faults.append(falla(
                 FaultCode.VALID_SERVICE_MISMATCH,
-                location=Location(line=payload.sourceline, xpath=readable_path(payload)),
+                location=Location(line=source_line(payload), xpath=readable_path(payload)),
                 found=etree.QName(payload).localname,
                 message_type=header.message_type.value,
                 service=header.service.code,
@@ -225,7 +227,7 @@ def _header_faults(root: etree._Element, header: Header, payload: etree._Element
         if number.isdigit() and digit.isdigit() and nit_check_digit(number) != int(digit):
             faults.append(falla(
                 FaultCode.VALID_NIT_CHECK_DIGIT,
-                location=Location(line=nit.sourceline, xpath=readable_path(nit)),
+                location=Location(line=source_line(nit), xpath=readable_path(nit)),
                 found=digit, nit=number, expected=nit_check_digit(number),
             ))
     return service, faults
@@ -240,7 +242,7 @@ def _schema_valid_header(root: etree._Element) -> Header:
         sent = root.find(f"{qname(MENSAJE, 'encabezado')}/{qname(MENSAJE, 'fechaHoraEnvio')}")
         raise GelFault(falla(
             FaultCode.VALID_VALUE,
-            location=Location(line=sent.sourceline if sent is not None else None,
+            location=Location(line=source_line(sent),
                               xpath="/mensaje/encabezado/fechaHoraEnvio"),
             element="msj:fechaHoraEnvio", value=f"'{(sent.text or '').strip() if sent is not None else ''}'",
             type="msj:tipoFechaHoraZona (años 0001 a 9999, horas 00 a 23)",
@@ -252,12 +254,13 @@ def validate_message(root: etree._Element, registry: SchemaRegistry) -> Validate
     if root.tag != qname(MENSAJE, "mensaje"):
         raise GelFault(falla(
             FaultCode.VALID_ROOT,
-            location=Location(line=root.sourceline, xpath=readable_path(root)),
+            location=Location(line=source_line(root), xpath=readable_path(root)),
             found=f"<{etree.QName(root).localname}>", expected=MENSAJE,
         ))
     language = registry.language
     if not language.validate(root):
-        _raise_all([schema_fault(root, entry) for entry in list(language.error_log)[:MAX_PROBLEMS]])
+        errors = list(cast(Iterable[Any], language.error_log))
+        _raise_all([schema_fault(root, entry) for entry in errors[:MAX_PROBLEMS]])
     header = _schema_valid_header(root)
     payload = payload_of(root)
     assert payload is not None

@@ -20,7 +20,7 @@ from broker.gelxml.envelope import (
     reply_header,
     serialize,
 )
-from broker.gelxml.faults import FaultCode, Location, fault
+from broker.gelxml.faults import FaultCode, Location, default_namespace, fault
 from broker.gelxml.namespaces import ACUSE, SHA256_URI, qname
 from broker.gelxml.parsing import parse_untrusted
 from broker.security.pki import Credential, TrustStore
@@ -34,7 +34,7 @@ def build_receipt(received: bytes, credential: Credential, *, duplicate: bool = 
                   received_at: datetime | None = None, header: Header | None = None) -> bytes:
     """A receipt for the message `received` (its bytes as they arrived), signed by the receiver."""
     request = header or read_header(parse_untrusted(received))
-    payload = etree.Element(qname(ACUSE, "acuse"), nsmap={None: ACUSE})
+    payload = etree.Element(qname(ACUSE, "acuse"), nsmap=default_namespace(ACUSE))
     etree.SubElement(payload, qname(ACUSE, "idMensajeRecibido")).text = request.message_id
     digest = etree.SubElement(payload, qname(ACUSE, "hashMensajeRecibido"))
     digest.text = message_digest(received)

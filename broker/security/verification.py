@@ -27,7 +27,7 @@ from signxml.algorithms import DigestAlgorithm
 from signxml.exceptions import InvalidDigest, InvalidSignature, SignXMLException
 
 from broker.gelxml.envelope import Header, read_header
-from broker.gelxml.faults import FaultCode, Location, fault
+from broker.gelxml.faults import FaultCode, Location, fault, source_line
 from broker.gelxml.parsing import DEFAULT_LIMITS, ParseLimits, parse_untrusted
 from broker.security import xmldsig
 from broker.security.pki import TrustStore, entity_id_of, subject_label
@@ -109,7 +109,7 @@ def _signature_shape(root: etree._Element) -> etree._Element:
     signature = signatures[0]
     children = [c for c in root if isinstance(c.tag, str)]
     if signature.getparent() is not root or children[-1] is not signature:
-        raise fault(FaultCode.AUTH_SIGNATURE_LOCATION, location=Location(line=signature.sourceline),
+        raise fault(FaultCode.AUTH_SIGNATURE_LOCATION, location=Location(line=source_line(signature)),
                     detail="la firma no es el último hijo de mensaje")
     references = signature.findall(f"{_ds('SignedInfo')}/{_ds('Reference')}")
     if len(references) != 1 or references[0].get("URI") != "":
@@ -135,7 +135,7 @@ def _outside_the_signed_element(root: etree._Element) -> None:
     PI is unsigned content that the recipient would still get and process (an xml-stylesheet, say)."""
     for sibling in (*root.itersiblings(preceding=True), *root.itersiblings()):
         if isinstance(sibling, etree._ProcessingInstruction):
-            raise fault(FaultCode.AUTH_BAD_SIGNATURE, location=Location(line=sibling.sourceline),
+            raise fault(FaultCode.AUTH_BAD_SIGNATURE, location=Location(line=source_line(sibling)),
                         detail=f"la instrucción de procesamiento <?{sibling.target!s}?> está fuera de mensaje "
                                "y la firma no la cubre")
 
