@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +13,8 @@ from sqlalchemy import MetaData, create_engine, event, select
 from sqlalchemy.engine import Dialect, Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
-__all__ = ["OUTAGE_FIRST_WAIT", "OUTAGE_LONGEST_WAIT", "answers", "create_tables", "driver_marks", "iso",
-           "open_engine", "outage_waits"]
+__all__ = ["OUTAGE_FIRST_WAIT", "OUTAGE_LONGEST_WAIT", "answers", "create_tables", "driver_marks", "during_outage",
+           "iso", "open_engine", "outage_waits"]
 
 OUTAGE_FIRST_WAIT = 0.5
 OUTAGE_LONGEST_WAIT = 10.0
@@ -63,6 +63,12 @@ def answers(engine: Engine) -> bool:
     except SQLAlchemyError:
         return False
     return True
+
+
+def during_outage(exc: BaseException, answers: Callable[[], bool]) -> bool:
+    """Whether `exc` is a database error raised while the database does not answer: wait for it, and do not
+    blame (or dead-letter, or log as a bug) the work that met it."""
+    return isinstance(exc, SQLAlchemyError) and not answers()
 
 
 def outage_waits() -> Iterator[float]:

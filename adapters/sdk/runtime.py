@@ -47,7 +47,7 @@ from broker.security.receipts import build_receipt
 from broker.security.signing import sign_element
 from broker.security.timestamp import verify_token
 from broker.security.verification import VerifiedMessage, verify_message
-from broker.storage import outage_waits
+from broker.storage import during_outage, outage_waits
 from broker.transport.abc import Consumer, Delivery, OutgoingMessage, Transport, TransportError
 from broker.transport.topology import HEADER_NOTICE, HEADER_TIMESTAMP, INGRESS_EXCHANGE, entity_key, entity_queue
 
@@ -198,7 +198,7 @@ class Adapter:
                 self._handle(delivery)
                 return
             except SQLAlchemyError as exc:
-                if self._stopping.is_set() or self.store.answers():
+                if self._stopping.is_set() or not during_outage(exc, self.store.answers):
                     raise
                 delay = next(waits)
                 self.log.warning("adapter.store_unavailable", message_id=delivery.message_id, retry_in_s=delay,
@@ -282,7 +282,7 @@ class Adapter:
             except GelFault:
                 raise
             except Exception as exc:
-                if isinstance(exc, SQLAlchemyError) and not self.store.answers():
+                if during_outage(exc, self.store.answers):
                     raise  # the adapter's own database is down: the delivery waits, no falla is sent
                 self.log.exception("adapter.handler_bug", message_id=header.message_id)
                 raise fault(FaultCode.ADAPTER_HANDLER_FAILED, entity=self.entity,
@@ -314,8 +314,11 @@ class Adapter:
             except TransportError as exc:
                 self.log.warning("adapter.relay_retry", reason=str(exc))
                 self._stopping.wait(min(self.relay_interval, 2.0))
-            except Exception:
-                self.log.exception("adapter.relay_failed")
+            except Exception as exc:
+                if during_outage(exc, self.store.answers):
+                    self.log.warning("adapter.store_unavailable", reason=f"{type(exc).__name__}: {exc}"[:200])
+                else:
+                    self.log.exception("adapter.relay_failed")
                 self._stopping.wait(self.relay_interval)
 
     def flush(self, timeout: float = 30.0) -> int:

@@ -31,6 +31,7 @@ from broker.orchestrator.runtime import Orchestrator
 from broker.orchestrator.store import OrchestratorStore
 from broker.security.pki import DevPKI, LiveTrustStore
 from broker.settings import Settings
+from broker.storage import during_outage
 from broker.transport.abc import Transport
 
 __all__ = ["ORCHESTRATOR_ID", "BusDispatcher", "OrchestratorNode", "open_orchestrator"]
@@ -91,8 +92,11 @@ class OrchestratorNode:
         while not self._stopping.wait(self.tick):
             try:
                 self.orchestrator.fire_due_timers()
-            except Exception:
-                self.log.exception("orquestador.temporizadores_fallaron")
+            except Exception as exc:
+                if during_outage(exc, self.store.answers):
+                    self.log.warning("orquestador.store_unavailable", reason=f"{type(exc).__name__}: {exc}"[:200])
+                else:
+                    self.log.exception("orquestador.temporizadores_fallaron")
 
     def receive(self, incoming: Incoming) -> None:
         header = incoming.header

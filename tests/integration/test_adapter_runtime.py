@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 from sqlalchemy.exc import OperationalError
+from structlog.testing import capture_logs
 
 from adapters.sdk.connectors.base import LegacyGarbage, LegacyNotFound, LegacyUnavailable
 from adapters.sdk.runtime import Adapter, HandlerContext, Incoming, RetryPolicy
@@ -186,12 +187,12 @@ def test_an_event_emitted_by_a_handler_leaves_with_the_answer_and_only_with_it(
         provider.store.close()
 
 
-@pytest.mark.parametrize("where", ["store", "handler"])
+@pytest.mark.parametrize("where", ["store", "handler", "outbox"])
 def test_an_outage_of_the_adapters_own_database_holds_the_request_without_spending_its_attempts(
         scene: Scene, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
-    """The store (or the handler's use of it) fails while the database does not answer: the delivery waits
-    for it instead of being sent back at once — five quick redeliveries would dead-letter it — and no falla
-    is sent for an outage."""
+    """The store (or the handler's use of it, or the outbox relay's) fails while the database does not answer: the
+    delivery waits for it instead of being sent back at once — five quick redeliveries would dead-letter it —, no
+    falla is sent for an outage, and nothing is logged as an error: an outage is not a bug."""
     store, failed = scene.provider.store, []
     outage = 8  # more failures than the queue's delivery limit allows redeliveries
 
@@ -209,16 +210,27 @@ def test_an_outage_of_the_adapters_own_database_holds_the_request_without_spendi
             down()
         return sample_payload("verificarIdentidad-respuesta.xml")
 
+    def unpublished_unless_down(*args: object, **kwargs: object) -> object:
+        rows = AdapterStore.unpublished(store, *args, **kwargs)  # type: ignore[arg-type]
+        if rows and len(failed) < outage:
+            down()
+        return rows
+
     if where == "store":
         monkeypatch.setattr(store, "receive", receive_unless_down)
-    else:
+    elif where == "handler":
         scene.behaviour.extend([answer_unless_down] * outage + [answer_unless_down])
+    else:
+        monkeypatch.setattr(store, "unpublished", unpublished_unless_down)
     monkeypatch.setattr(store, "answers", lambda: len(failed) > outage)  # down for each of those failures
     monkeypatch.setattr("broker.storage.OUTAGE_FIRST_WAIT", 0.05)
     monkeypatch.setattr("broker.storage.OUTAGE_LONGEST_WAIT", 0.2)
-    request_id = ask(scene)
-    got = scene.inbox.wait_for(2)
+    with capture_logs() as logged:
+        request_id = ask(scene)
+        got = scene.inbox.wait_for(2)
     assert [m.header.message_type for m in got] == [MessageType.RECEIPT, MessageType.RESPONSE], got
     assert got[1].header.correlation_id == request_id
     assert len(failed) == outage and failed[-1] - failed[0] >= 0.5, "the outage was waited out, not retried at once"
     assert store.state(request_id) is InboxState.DONE
+    assert any(e["event"] == "adapter.store_unavailable" and e["log_level"] == "warning" for e in logged), logged
+    assert [e for e in logged if e["log_level"] in ("error", "critical")] == []
