@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, create_engine, event, select
+from sqlalchemy import MetaData, Table, create_engine, event, select
 from sqlalchemy.engine import Dialect, Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
-__all__ = ["OUTAGE_FIRST_WAIT", "OUTAGE_LONGEST_WAIT", "answers", "create_tables", "driver_marks", "during_outage",
-           "iso", "open_engine", "outage_waits"]
+__all__ = ["OUTAGE_FIRST_WAIT", "OUTAGE_LONGEST_WAIT", "answers", "create_tables", "driver_insert", "driver_marks",
+           "during_outage", "iso", "open_engine", "outage_waits"]
 
 OUTAGE_FIRST_WAIT = 0.5
 OUTAGE_LONGEST_WAIT = 10.0
@@ -53,6 +53,12 @@ def driver_marks(dialect: Dialect, count: int) -> str:
     hot-path statements written as driver SQL: SQLAlchemy Core spends ~35-50 µs building and compiling a statement
     per execute, several times what SQLite spends running it (bench: `python -m bench --only log`)."""
     return ", ".join(["?" if dialect.paramstyle == "qmark" else "%s"] * count)
+
+
+def driver_insert(dialect: Dialect, table: Table, columns: Sequence[str]) -> str:
+    """An INSERT of these columns of `table` (schema-qualified as the dialect writes it) in driver SQL."""
+    name = dialect.identifier_preparer.format_table(table)
+    return f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({driver_marks(dialect, len(columns))})"
 
 
 def answers(engine: Engine) -> bool:

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from broker.gelxml.envelope import Header, MessageType, ServiceRef
-from broker.storage import create_tables, driver_marks, iso, open_engine
+from broker.storage import create_tables, driver_insert, driver_marks, iso, open_engine
 
 __all__ = ["PendingReply", "ReplyDeadlines", "ReplyState"]
 
@@ -39,7 +39,7 @@ _pending = Table(
     Index("ix_pending_replies_state_deadline", "state", "deadline"),
 )
 _COLUMNS = tuple(column.name for column in _pending.columns)
-"""In table order: what `track_in`'s driver-SQL insert lists (see `broker.storage.driver_marks`)."""
+"""In table order: what `track_in`'s driver-SQL insert lists."""
 
 
 class ReplyState(StrEnum):
@@ -117,8 +117,7 @@ class ReplyDeadlines:
                 for h, within in {h.message_id: (h, w) for h, w in expected}.values()
                 if h.message_id not in present]
         if rows:
-            connection.exec_driver_sql(f"INSERT INTO {_pending.name} ({', '.join(_COLUMNS)}) "
-                                       f"VALUES ({marks(len(_COLUMNS))})", rows)
+            connection.exec_driver_sql(driver_insert(connection.dialect, _pending, _COLUMNS), rows)
         if answered:
             connection.exec_driver_sql(
                 f"UPDATE {_pending.name} SET state = {marks(1)} "

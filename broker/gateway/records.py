@@ -24,7 +24,7 @@ from sqlalchemy import (
     select,
 )
 
-from broker.storage import create_tables, driver_marks, iso, open_engine
+from broker.storage import create_tables, driver_insert, iso, open_engine
 
 __all__ = ["OperationalRecord", "OperationalRecords", "operational_records"]
 
@@ -51,7 +51,7 @@ _records = Table(
 
 operational_records = _records
 _WRITTEN = tuple(column.name for column in _records.columns if column.name != "id")
-"""In table order: what `add_many`'s driver-SQL insert lists (see `broker.storage.driver_marks`)."""
+"""In table order: what `add_many`'s driver-SQL insert lists."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +75,7 @@ class OperationalRecords:
     def __init__(self, url: str) -> None:
         self._engine = open_engine(url, durable=False)
         create_tables(_metadata, self._engine)
-        self._insert = (f"INSERT INTO {_records.name} ({', '.join(_WRITTEN)}) "
-                        f"VALUES ({driver_marks(self._engine.dialect, len(_WRITTEN))})")
+        self._insert = driver_insert(self._engine.dialect, _records, _WRITTEN)
 
     def add(self, record: OperationalRecord) -> None:
         self.add_many([record])

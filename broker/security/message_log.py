@@ -43,12 +43,12 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
 from broker.gelxml.faults import Falla, FaultCode, GelFault, falla, fault
-from broker.storage import answers, create_tables, driver_marks
+from broker.storage import answers, create_tables, driver_insert, driver_marks
 
 __all__ = [
     "GENESIS_HASH",
@@ -381,12 +381,10 @@ class MessageLog:
         with self._engine.connect() as connection:
             cursor = connection.connection.cursor()
             try:
-                cursor.execute(self._sql.records_of(len(wanted)), wanted)
-                rows = cursor.fetchall()
+                records = self._sql.records_of(cursor, wanted)
             finally:
                 cursor.close()
-        for row in rows:
-            record = _record_of(dict(zip(_ROW_COLUMNS, row, strict=True)))
+        for record in records:
             found[record.message_id].append(record)
         return found
 
@@ -543,42 +541,43 @@ class _HotSql:
     Core these statements cost ~1.2 ms of CPU of the ~1.5 ms one append took (bench: `python -m bench --only
     log`); on the driver's cursor, ~0.2 ms. Everything else (tables, reads, verification) stays in Core."""
 
+    dialect: Dialect
     head: str
     insert: str
     update_head: str
     select_by_id: str
     """Every column of the records with one of {marks} idMensaje values, in seq order."""
-    mark: str
 
     @staticmethod
     def of(engine: Engine, log: Table, head: Table) -> _HotSql:
-        mark = driver_marks(engine.dialect, 1)
-        table = engine.dialect.identifier_preparer.format_table
-        columns = tuple(column.name for column in log.columns)
-        assert columns == _ROW_COLUMNS, columns
-        listed = ", ".join(_ROW_COLUMNS)
-        lock = "" if engine.dialect.name == "sqlite" else " FOR UPDATE"  # SQLite: BEGIN IMMEDIATE locks
+        dialect = engine.dialect
+        assert tuple(column.name for column in log.columns) == _ROW_COLUMNS
+        table = dialect.identifier_preparer.format_table
+        mark = driver_marks(dialect, 1)
+        lock = "" if dialect.name == "sqlite" else " FOR UPDATE"  # SQLite: BEGIN IMMEDIATE locks
         return _HotSql(
+            dialect=dialect,
             head=f"SELECT last_seq, last_hash, last_recorded_at FROM {table(head)} WHERE id = 1{lock}",
-            insert=f"INSERT INTO {table(log)} ({listed}) VALUES ({driver_marks(engine.dialect, len(_ROW_COLUMNS))})",
+            insert=driver_insert(dialect, log, _ROW_COLUMNS),
             update_head=f"UPDATE {table(head)} SET last_seq = {mark}, last_hash = {mark}, "
                         f"last_recorded_at = {mark} WHERE id = 1",
-            select_by_id=f"SELECT {listed} FROM {table(log)} WHERE message_id IN ({{marks}}) ORDER BY seq",
-            mark=mark,
+            select_by_id=f"SELECT {', '.join(_ROW_COLUMNS)} FROM {table(log)} WHERE message_id IN ({{marks}}) "
+                         "ORDER BY seq",
         )
 
-    def records_of(self, count: int) -> str:
-        return self.select_by_id.format(marks=", ".join([self.mark] * count))
+    def records_of(self, cursor: Any, message_ids: Sequence[str]) -> list[LogRecord]:
+        """Every record of these idMensaje values, in seq order, read on the driver's `cursor`."""
+        if not message_ids:
+            return []
+        cursor.execute(self.select_by_id.format(marks=driver_marks(self.dialect, len(message_ids))),
+                       list(message_ids))
+        return [_record_of(dict(zip(_ROW_COLUMNS, row, strict=True))) for row in cursor.fetchall()]
 
 
 def _accepted_among(cursor: Any, sql: _HotSql, message_ids: set[str]) -> dict[str, LogRecord]:
     """The first accepted record of each of these idMensaje values that has one."""
-    if not message_ids:
-        return {}
-    cursor.execute(sql.records_of(len(message_ids)), sorted(message_ids))
     found: dict[str, LogRecord] = {}
-    for row in cursor.fetchall():
-        record = _record_of(dict(zip(_ROW_COLUMNS, row, strict=True)))
+    for record in sql.records_of(cursor, sorted(message_ids)):
         if record.outcome == "aceptado":
             found.setdefault(record.message_id, record)
     return found

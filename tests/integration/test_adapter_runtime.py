@@ -219,7 +219,7 @@ def test_an_outage_of_the_adapters_own_database_holds_the_request_without_spendi
     if where == "store":
         monkeypatch.setattr(store, "receive", receive_unless_down)
     elif where == "handler":
-        scene.behaviour.extend([answer_unless_down] * outage + [answer_unless_down])
+        scene.behaviour.extend([answer_unless_down] * (outage + 1))
     else:
         monkeypatch.setattr(store, "unpublished", unpublished_unless_down)
     monkeypatch.setattr(store, "answers", lambda: len(failed) > outage)  # down for each of those failures
